@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import { HarnessError } from '../harness/util/errors.js';
+import { kernelCommand } from './kernel.js';
+import { bootCommand } from './boot.js';
+import { profilesCommand } from './profiles.js';
+
+const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
+
+Usage:
+  vfio-conformance run [--suite S ...] [--profile P ...] [--kernel SPEC] [--out DIR]
+        Build the kernel, boot it behind each emulated IOMMU and run the suites.
+  vfio-conformance kernel build [--kernel SPEC] [--json]
+        Build (or find in the cache) the kernel under test.
+  vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
+        Boot a guest, run CMD in it over SSH, print its output, exit with its code.
+  vfio-conformance profiles [--json]
+        List the machine profiles and whether this host can run each.
+
+Kernel SPEC: debian:latest (default: the newest linux-source package of the unstable suite),
+debian:X.Y (e.g. debian:6.12 from this machine's own suite), or PATH to a kernel tree.
+
+Each command takes --help. Exit codes: 0 success, 1 test failures or regressions, 2 harness error.
+Cache: ~/.cache/vfio-conformance (set VFIO_CONFORMANCE_CACHE to move it).`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  kernel: kernelCommand,
+  boot: bootCommand,
+  profiles: profilesCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === '--version') {
+    process.stdout.write('vfio-conformance 0.1.0\n');
+    return 0;
+  }
+  const fn = COMMANDS[cmd];
+  if (!fn) {
+    process.stderr.write(`vfio-conformance: unknown command '${cmd}' (commands: ${Object.keys(COMMANDS).join(', ')}; see --help)\n`);
+    return 2;
+  }
+  return fn(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: unknown) => {
+    if (e instanceof HarnessError) {
+      process.stderr.write(`vfio-conformance: ${e.oneLine()}\n`);
+      if (process.env.VFIO_CONFORMANCE_DEBUG) process.stderr.write(`${e.stack}\n`);
+      process.exitCode = e.exitCode;
+    } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`vfio-conformance: ${e.message} (see --help)\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`vfio-conformance: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exitCode = 2;
+    }
+  },
+);

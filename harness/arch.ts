@@ -1,0 +1,54 @@
+/**
+ * Architectures as data: everything that differs between an x86_64 and an arm64 guest lives here,
+ * so the kernel build, the image build, the agent build and the QEMU command line take it from one
+ * place instead of branching on the architecture.
+ */
+export interface Arch {
+  name: 'x86_64' | 'arm64';
+  /** ARCH= for the kernel's make */
+  kernelArch: string;
+  /** CROSS_COMPILE= when the host is not this arch (empty when native) */
+  crossCompile: string;
+  /** the C compiler for the agent and selftests */
+  cc: string;
+  /** built image, relative to the build dir */
+  kernelImage: string;
+  qemuBinary: string;
+  /** serial console device inside the guest */
+  console: string;
+  /** base config fragment in images/kconfig */
+  baseFragment: string;
+  /** Debian architecture, for guest userspace packages */
+  debArch: string;
+}
+
+export const ARCHES: Record<Arch['name'], Arch> = {
+  x86_64: {
+    name: 'x86_64',
+    kernelArch: 'x86_64',
+    crossCompile: '',
+    cc: 'gcc',
+    kernelImage: 'arch/x86/boot/bzImage',
+    qemuBinary: 'qemu-system-x86_64',
+    console: 'ttyS0',
+    baseFragment: 'base-x86_64.config',
+    debArch: 'amd64',
+  },
+  arm64: {
+    name: 'arm64',
+    kernelArch: 'arm64',
+    crossCompile: 'aarch64-linux-gnu-',
+    cc: 'aarch64-linux-gnu-gcc',
+    kernelImage: 'arch/arm64/boot/Image',
+    qemuBinary: 'qemu-system-aarch64',
+    console: 'ttyAMA0',
+    baseFragment: 'base-arm64.config',
+    debArch: 'arm64',
+  },
+};
+
+export function getArch(name: string): Arch {
+  const a = (ARCHES as Record<string, Arch>)[name];
+  if (!a) throw new Error(`unknown architecture '${name}' (known: ${Object.keys(ARCHES).join(', ')})`);
+  return a;
+}

@@ -1,0 +1,148 @@
+import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { capture } from '../util/proc.js';
+import { HarnessError } from '../util/errors.js';
+import { cachePath } from '../util/paths.js';
+
+/** One apt source entry, from either sources.list syntax. */
+export interface AptSource {
+  uri: string;
+  suites: string[];
+  components: string[];
+  signedBy?: string;
+}
+
+/** Parse deb822 (.sources) text. Only `Types: deb` stanzas count: we download binary packages. */
+export function parseDeb822(text: string): AptSource[] {
+  const out: AptSource[] = [];
+  for (const stanza of text.split(/\n\s*\n/)) {
+    const fields: Record<string, string> = {};
+    let key = '';
+    for (const raw of stanza.split('\n')) {
+      if (raw.startsWith('#')) continue;
+      if (/^\s/.test(raw) && key) { fields[key] += ` ${raw.trim()}`; continue; }
+      const m = /^([A-Za-z-]+):\s*(.*)$/.exec(raw);
+      if (m) { key = m[1]!.toLowerCase(); fields[key] = m[2]!.trim(); }
+    }
+    if (!fields.uris || !(fields.types ?? '').split(/\s+/).includes('deb')) continue;
+    if ((fields.enabled ?? 'yes').toLowerCase() === 'no') continue;
+    for (const uri of fields.uris.split(/\s+/)) {
+      out.push({
+        uri,
+        suites: (fields.suites ?? '').split(/\s+/).filter(Boolean),
+        components: (fields.components ?? 'main').split(/\s+/).filter(Boolean),
+        signedBy: fields['signed-by'],
+      });
+    }
+  }
+  return out;
+}
+
+/** Parse one-line-style sources.list text. */
+export function parseOneLine(text: string): AptSource[] {
+  const out: AptSource[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line.startsWith('deb ')) continue;
+    const rest = line.slice(4).replace(/\[[^\]]*\]/, '').trim().split(/\s+/);
+    const [uri, suite, ...components] = rest;
+    if (uri && suite) out.push({ uri, suites: [suite], components: components.length ? components : ['main'] });
+  }
+  return out;
+}
+
+/** Every enabled binary source of this machine's apt configuration. */
+export function machineSources(etc = '/etc/apt'): AptSource[] {
+  const out: AptSource[] = [];
+  const list = join(etc, 'sources.list');
+  if (existsSync(list)) out.push(...parseOneLine(readFileSync(list, 'utf8')));
+  const dir = join(etc, 'sources.list.d');
+  if (existsSync(dir)) {
+    for (const f of readdirSync(dir).sort()) {
+      const p = join(dir, f);
+      if (f.endsWith('.sources')) out.push(...parseDeb822(readFileSync(p, 'utf8')));
+      else if (f.endsWith('.list')) out.push(...parseOneLine(readFileSync(p, 'utf8')));
+    }
+  }
+  return out;
+}
+
+/**
+ * The machine's main Debian archive mirror: the first source carrying a plain release suite (not
+ * -security, not -updates). Newer suites are reached through the same mirror, so no registry host
+ * is ever written in this code.
+ */
+export function mainMirror(sources: AptSource[]): AptSource {
+  const main = sources.find((s) => s.suites.some((x) => !/-(security|updates|backports)$/.test(x) && !x.includes('/')));
+  if (!main) {
+    throw new HarnessError('no Debian archive found in the apt configuration (/etc/apt/sources.list, /etc/apt/sources.list.d): cannot fetch kernel sources; use --kernel PATH with a kernel tree instead');
+  }
+  return main;
+}
+
+/**
+ * A private apt state in the harness cache: its own lists and sources, so fetching kernel sources
+ * never touches the host's package state. `suite: 'machine'` mirrors the host's own sources;
+ * a suite name (unstable) points the host's main mirror at that suite.
+ */
+export class PrivateApt {
+  readonly dir: string;
+  constructor(readonly suite: string, readonly sources: AptSource[] = machineSources()) {
+    this.dir = cachePath('apt', suite);
+  }
+
+  private opts(): string[] {
+    return [
+      '-o', `Dir::State::Lists=${join(this.dir, 'lists')}`,
+      '-o', `Dir::Etc::SourceList=${join(this.dir, 'sources.list')}`,
+      '-o', 'Dir::Etc::SourceParts=-',
+      '-o', `Dir::Cache=${join(this.dir, 'cache')}`,
+      '-o', 'APT::Get::List-Cleanup=0',
+      '-o', 'Debug::NoLocking=1',
+    ];
+  }
+
+  private writeSources(): void {
+    mkdirSync(join(this.dir, 'lists', 'partial'), { recursive: true });
+    mkdirSync(join(this.dir, 'cache', 'archives', 'partial'), { recursive: true });
+    const chosen = this.suite === 'machine'
+      ? this.sources
+      : [{ ...mainMirror(this.sources), suites: [this.suite] }];
+    const lines = chosen.flatMap((s) => s.suites.map((suite) => {
+      const signed = s.signedBy ? ` [signed-by=${s.signedBy}]` : '';
+      return `deb${signed} ${s.uri} ${suite} ${s.components.join(' ')}`;
+    }));
+    writeFileSync(join(this.dir, 'sources.list'), `${lines.join('\n')}\n`);
+  }
+
+  /** apt-get update, unless the lists are younger than maxAgeMs. */
+  async update(maxAgeMs = 12 * 3600_000): Promise<void> {
+    this.writeSources();
+    const stamp = join(this.dir, 'updated');
+    if (existsSync(stamp) && Date.now() - statSync(stamp).mtimeMs < maxAgeMs) return;
+    await capture('apt-get', [...this.opts(), '-qq', 'update'], `apt-get update (${this.suite})`);
+    writeFileSync(stamp, new Date().toISOString());
+  }
+
+  /** Candidate version of a package, or undefined when the suite has none. */
+  async candidate(pkg: string): Promise<string | undefined> {
+    const out = await capture('apt-cache', [...this.opts(), 'policy', pkg], 'apt-cache policy');
+    const m = /Candidate:\s*(\S+)/.exec(out);
+    return m && m[1] !== '(none)' ? m[1] : undefined;
+  }
+
+  /** Package names matching a regex (apt-cache search --names-only). */
+  async names(regex: string): Promise<string[]> {
+    const out = await capture('apt-cache', [...this.opts(), 'search', '--names-only', regex], 'apt-cache search');
+    return out.split('\n').map((l) => l.split(' - ')[0]!.trim()).filter(Boolean);
+  }
+
+  /** Download a package file (not install) into dir; returns its path. */
+  async download(pkg: string, version: string, dir: string): Promise<string> {
+    mkdirSync(dir, { recursive: true });
+    await capture('apt-get', [...this.opts(), '-qq', 'download', `${pkg}=${version}`], `apt-get download ${pkg}`, { cwd: dir });
+    const f = readdirSync(dir).find((x) => x.startsWith(`${pkg}_`) && x.endsWith('.deb'));
+    if (!f) throw new HarnessError(`apt-get download ${pkg} produced no .deb in ${dir}`);
+    return join(dir, f);
+  }
+}

@@ -1,0 +1,71 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Arch } from '../arch.js';
+import { repoPath } from '../util/paths.js';
+
+/** `n` stands for "is not set" and for absent: Kconfig treats them alike. */
+export type ConfigValue = string;
+
+export interface Fragment {
+  name: string;
+  text: string;
+}
+
+/** The fragments every guest kernel gets, in merge order: arch base, then the uAPI under test. */
+export const COMMON_FRAGMENTS = ['vfio.config', 'debug.config', '9p.config'];
+
+export function fragmentsFor(arch: Arch): Fragment[] {
+  return [arch.baseFragment, ...COMMON_FRAGMENTS].map((name) => ({
+    name,
+    text: readFileSync(repoPath('images', 'kconfig', name), 'utf8'),
+  }));
+}
+
+/**
+ * Options a config text sets: `CONFIG_X=y|m|"str"|123` and `# CONFIG_X is not set` (as n).
+ * Later lines win, as they do in merge_config.sh.
+ */
+export function parseConfig(text: string): Map<string, ConfigValue> {
+  const out = new Map<string, ConfigValue>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    const set = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(line);
+    if (set) { out.set(set[1]!, set[2]!); continue; }
+    const unset = /^# (CONFIG_[A-Za-z0-9_]+) is not set$/.exec(line);
+    if (unset) out.set(unset[1]!, 'n');
+  }
+  return out;
+}
+
+export interface DroppedOption {
+  option: string;
+  wanted: ConfigValue;
+  got: ConfigValue;
+  /** which fragment asked for it */
+  from: string;
+}
+
+/**
+ * What the fragments asked for that olddefconfig did not keep. A kernel silently missing
+ * CONFIG_IOMMUFD_TEST would turn every mock-domain case into a skip, so this is a hard error.
+ */
+export function verifyConfig(fragments: Fragment[], finalConfig: string): DroppedOption[] {
+  const actual = parseConfig(finalConfig);
+  const wanted = new Map<string, { value: ConfigValue; from: string }>();
+  for (const f of fragments) for (const [k, v] of parseConfig(f.text)) wanted.set(k, { value: v, from: f.name });
+  const dropped: DroppedOption[] = [];
+  for (const [option, { value, from }] of wanted) {
+    const got = actual.get(option) ?? 'n';
+    if (got !== value) dropped.push({ option, wanted: value, got, from });
+  }
+  return dropped;
+}
+
+export function describeDropped(d: DroppedOption[]): string {
+  return d.map((x) => `${x.option}=${x.wanted} (got ${x.got}, from ${x.from})`).join(', ');
+}
+
+/** Files merge_config.sh reads, written next to the build dir so the log can name them. */
+export function fragmentPaths(buildDir: string, fragments: Fragment[]): string[] {
+  return fragments.map((f) => join(buildDir, 'fragments', f.name));
+}

@@ -1,0 +1,70 @@
+import type { Arch } from '../arch.js';
+import type { Profile } from './profiles.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface MachineSpec {
+  arch: Arch;
+  profile: Profile;
+  accel: Accel;
+  kernel: string;
+  initrd: string;
+  /** extra kernel command line words (the harness's own: client key, probe flag) */
+  append?: string[];
+  memMiB?: number;
+  smp?: number;
+  /** host port on 127.0.0.1 forwarded to the guest's SSH port; omitted for probe boots */
+  sshPort?: number;
+  qmpSocket?: string;
+  /** additional -device lines after the network card (edu, ...) */
+  devices?: string[];
+}
+
+/** Kernel command line: console first so early messages reach the log, panic=-1 so a panic ends QEMU. */
+export function kernelCmdline(s: MachineSpec): string {
+  return [
+    `console=${s.arch.console}`,
+    'panic=-1',
+    // Under TCG the TSC looks unstable to the clocksource watchdog; that costs seconds of boot for nothing.
+    ...(s.accel === 'tcg' ? ['tsc=reliable'] : []),
+    ...s.profile.cmdline,
+    ...(s.append ?? []),
+  ].join(' ');
+}
+
+/**
+ * The full argv. -nodefaults and an explicit device list make the machine exactly what the
+ * profile says; -no-reboot turns a guest reboot or panic into QEMU exiting, so nothing lingers.
+ */
+export function qemuArgs(s: MachineSpec): string[] {
+  const cpu = s.accel === 'kvm' ? 'host' : 'max';
+  const args = [
+    '-nodefaults', '-no-user-config', '-no-reboot',
+    '-display', 'none',
+    '-machine', s.profile.machine,
+    '-accel', s.accel === 'tcg' ? 'tcg,thread=multi,tb-size=512' : 'kvm',
+    '-cpu', cpu,
+    '-smp', String(s.smp ?? 2),
+    '-m', `${s.memMiB ?? 2048}M`,
+    '-kernel', s.kernel,
+    '-initrd', s.initrd,
+    '-append', kernelCmdline(s),
+    // Serial console on stdio: the harness streams it into the console log and the watcher as it comes.
+    '-chardev', 'stdio,id=con,signal=off',
+    '-serial', 'chardev:con',
+  ];
+  for (const d of s.profile.iommuDevices) args.push('-device', d);
+  if (s.sshPort !== undefined) {
+    // restrict=on: the guest reaches nothing but the forwarded port; romfile= skips the iPXE ROM.
+    args.push('-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`);
+    args.push('-device', 'virtio-net-pci,netdev=n0,romfile=');
+  }
+  for (const d of s.devices ?? []) args.push('-device', d);
+  if (s.qmpSocket) args.push('-qmp', `unix:${s.qmpSocket},server=on,wait=off`);
+  return args;
+}
+
+/** Shell-quoted command line, for logs and reproducer bundles. */
+export function shellQuote(argv: string[]): string {
+  return argv.map((a) => (/^[A-Za-z0-9_./:=,+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

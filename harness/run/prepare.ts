@@ -1,0 +1,43 @@
+import { ARCHES, type Arch } from '../arch.js';
+import { buildKernel, type KernelBuild } from '../kernel/build.js';
+import { buildInitramfs, type Image } from '../../images/initramfs/build.js';
+import { buildAgent } from '../../images/agent/build.js';
+import { cachePath } from '../util/paths.js';
+import { Progress } from '../util/progress.js';
+import { chooseAccel, qemuVersion, type AccelMode } from '../qemu/accel.js';
+import type { Accel } from '../qemu/cmdline.js';
+import type { Profile } from '../qemu/profiles.js';
+
+export interface PrepareOptions {
+  kernel?: string;
+  arch?: Arch;
+  modules?: string[];
+  extraFragments?: string[];
+  jobs?: number;
+}
+
+export interface Prepared {
+  arch: Arch;
+  kernel: KernelBuild;
+  agent: { path: string; sha256: string };
+  image: Image;
+}
+
+/** Everything a guest boot needs, built or taken from the cache: kernel, agent, initramfs. */
+export async function prepare(o: PrepareOptions): Promise<Prepared> {
+  const arch = o.arch ?? ARCHES.x86_64;
+  const kernel = await buildKernel({ kernel: o.kernel, arch, extraFragments: o.extraFragments, jobs: o.jobs });
+  if (kernel.cached) process.stderr.write(`kernel: ${kernel.release} (${kernel.sourceId}, cached)\n`);
+  const agent = await buildAgent({ headersDir: kernel.headersDir, outDir: cachePath('agents'), cc: arch.cc });
+  const p = new Progress('image');
+  const image = await buildInitramfs({ kernel, agent: agent.path, modules: o.modules });
+  p.done(`${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)}`);
+  return { arch, kernel, agent, image };
+}
+
+/** The accelerator for this host, decided by a probe boot of the prepared kernel (cached). */
+export async function decideAccel(mode: AccelMode, p: Prepared, profile: Profile): Promise<{ accel: Accel; reason: string; qemu: string }> {
+  const qemu = await qemuVersion(p.arch);
+  const a = await chooseAccel(mode, p.arch, { kernel: p.kernel.image, initrd: p.image.path, profile });
+  return { ...a, qemu };
+}

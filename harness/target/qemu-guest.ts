@@ -1,0 +1,214 @@
+import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import type { ClientChannel } from 'ssh2';
+import type { Arch } from '../arch.js';
+import type { Profile } from '../qemu/profiles.js';
+import { qemuArgs, shellQuote, type Accel, type MachineSpec } from '../qemu/cmdline.js';
+import { connectWithRetry, type ExecOptions, type ExecResult, type SshSession } from '../ssh/client.js';
+import { clientKey } from '../ssh/keys.js';
+import { ConsoleWatcher, stepMarker } from '../watch/console.js';
+import { HarnessError } from '../util/errors.js';
+import { freePort } from '../util/net.js';
+import type { Target } from './target.js';
+import type { ConsoleFault } from '../../reports/schema.js';
+
+export const READY_MARKER = 'vfio-conformance: ready';
+
+export interface GuestOptions {
+  arch: Arch;
+  profile: Profile;
+  accel: Accel;
+  kernel: string;
+  initrd: string;
+  /** the image's SSH host key: the only key the harness accepts */
+  hostKey: string;
+  /** folder for console.log, qemu.log, qemu-cmdline.txt */
+  logDir: string;
+  bootTimeoutMs?: number;
+  memMiB?: number;
+  smp?: number;
+  devices?: string[];
+  append?: string[];
+  facts?: Record<string, string>;
+}
+
+/** Every QEMU this process started, so an interrupt or a crash of the harness leaves none behind. */
+const live = new Set<ResultPromise>();
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  const killAll = () => { for (const c of live) { try { c.kill('SIGKILL'); } catch { /* already gone */ } } };
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => { killAll(); process.exit(sig === 'SIGINT' ? 130 : 143); });
+  }
+}
+
+/** A guest the harness booted: QEMU with the profile's IOMMU, its console watched, reached over SSH. */
+export class QemuGuest implements Target {
+  readonly kind = 'qemu' as const;
+  readonly name: string;
+  readonly facts: Record<string, string>;
+  readonly consoleLog: string;
+  readonly qemuLog: string;
+  readonly argv: string[];
+  /** milliseconds from QEMU start to the ready line, and to the first SSH session */
+  readonly timing: { readyMs?: number; sshMs?: number } = {};
+  private ssh?: SshSession;
+  private exited?: string;
+  private readonly watcher = new ConsoleWatcher();
+  private consoleTail = '';
+
+  private constructor(
+    private readonly o: GuestOptions,
+    private readonly child: ResultPromise,
+    private readonly port: number,
+    argv: string[],
+    private readonly consoleOut: WriteStream,
+  ) {
+    this.name = o.profile.name;
+    this.argv = argv;
+    this.consoleLog = join(o.logDir, 'console.log');
+    this.qemuLog = join(o.logDir, 'qemu.log');
+    this.facts = { profile: o.profile.name, accel: o.accel, arch: o.arch.name, ...(o.facts ?? {}) };
+  }
+
+  static async boot(o: GuestOptions): Promise<QemuGuest> {
+    hookExit();
+    mkdirSync(o.logDir, { recursive: true });
+    const key = await clientKey();
+    const port = await freePort();
+    const spec: MachineSpec = {
+      arch: o.arch, profile: o.profile, accel: o.accel, kernel: o.kernel, initrd: o.initrd,
+      memMiB: o.memMiB, smp: o.smp, sshPort: port, devices: o.devices,
+      append: [`vfioc_key=${key.publicBlob}`, ...(o.append ?? [])],
+    };
+    const args = qemuArgs(spec);
+    const argv = [o.arch.qemuBinary, ...args];
+    writeFileSync(join(o.logDir, 'qemu-cmdline.txt'), `${shellQuote(argv)}\n`);
+    const consoleOut = createWriteStream(join(o.logDir, 'console.log'));
+    const qemuErr = createWriteStream(join(o.logDir, 'qemu.log'));
+    const started = Date.now();
+    let child: ResultPromise;
+    try {
+      child = execa(o.arch.qemuBinary, args, { stdin: 'pipe', buffer: false, reject: false, cleanup: true, forceKillAfterDelay: 2000 });
+    } catch (e) {
+      throw new HarnessError(`cannot start ${o.arch.qemuBinary}: ${(e as Error).message}`);
+    }
+    live.add(child);
+    const g = new QemuGuest(o, child, port, argv, consoleOut);
+    child.stderr?.pipe(qemuErr);
+    child.stdout?.on('data', (b: Buffer) => g.onConsole(b.toString('utf8')));
+    void child.then((r) => {
+      live.delete(child);
+      g.exited = r.signal ? `QEMU killed by ${r.signal}` : `QEMU exited with code ${r.exitCode}`;
+      g.watcher.flush?.();
+      consoleOut.end();
+    }, (e: Error) => { live.delete(child); g.exited = `QEMU failed: ${e.message}`; });
+    try {
+      await g.waitReady(o.bootTimeoutMs ?? 60_000);
+      g.timing.readyMs = Date.now() - started;
+      g.ssh = await connectWithRetry(
+        { host: '127.0.0.1', port, username: 'root', privateKey: key.privateKey, hostKey: o.hostKey },
+        Math.max(5_000, (o.bootTimeoutMs ?? 60_000) - (Date.now() - started)),
+        () => g.isAlive(),
+      );
+      g.timing.sshMs = Date.now() - started;
+    } catch (e) {
+      await g.close();
+      const why = g.exited ? `${g.describeDeath()}` : (e as Error).message;
+      throw new HarnessError(`guest (${o.profile.name}) did not come up: ${why}`, { log: g.consoleLog });
+    }
+    return g;
+  }
+
+  private onConsole(s: string): void {
+    this.consoleOut.write(s);
+    this.watcher.feed(s);
+    // keep a short tail for the ready line and for death messages
+    this.consoleTail = (this.consoleTail + s).slice(-8192);
+    this.readyWaiter?.();
+  }
+
+  private readyWaiter?: () => void;
+
+  private waitReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { cleanup(); reject(new Error(`no '${READY_MARKER}' line on the console within ${Math.round(timeoutMs / 1000)} s`)); }, timeoutMs);
+      const poll = setInterval(() => { if (this.exited) { cleanup(); reject(new Error(this.exited)); } }, 50);
+      const cleanup = () => { clearTimeout(timer); clearInterval(poll); this.readyWaiter = undefined; };
+      this.readyWaiter = () => { if (this.consoleTail.includes(READY_MARKER)) { cleanup(); resolve(); } };
+      this.readyWaiter();
+    });
+  }
+
+  private describeDeath(): string {
+    const f = this.watcher.faults().find((x) => x.kind === 'panic') ?? this.watcher.faults()[0];
+    return f ? `${this.exited}: ${f.title}` : (this.exited ?? 'unknown');
+  }
+
+  private session(): SshSession {
+    if (!this.ssh || !this.isAlive()) throw new HarnessError(`guest (${this.name}) is gone: ${this.deathReason() ?? 'no SSH session'}`, { log: this.consoleLog });
+    return this.ssh;
+  }
+
+  exec(cmd: string, o?: ExecOptions): Promise<ExecResult> {
+    return this.session().exec(cmd, o);
+  }
+
+  upload(data: Buffer, remotePath: string, mode?: number): Promise<void> {
+    return this.session().upload(data, remotePath, mode);
+  }
+
+  openChannel(cmd: string): Promise<ClientChannel> {
+    return this.session().openChannel(cmd);
+  }
+
+  async mark(step: string): Promise<void> {
+    const r = await this.exec(`echo '${stepMarker(step).replace(/'/g, `'\\''`)}' > /dev/kmsg`, { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new HarnessError(`could not write the step marker for ${step}: ${r.stderr.trim()}`);
+  }
+
+  faultMark(): number {
+    return this.watcher.mark();
+  }
+
+  faultsSince(mark: number): ConsoleFault[] {
+    return this.watcher.faultsSince(mark);
+  }
+
+  allFaults(): ConsoleFault[] {
+    return this.watcher.faults();
+  }
+
+  isAlive(): boolean {
+    return this.exited === undefined;
+  }
+
+  deathReason(): string | undefined {
+    return this.exited === undefined ? undefined : this.describeDeath();
+  }
+
+  /** Wait for QEMU to exit by itself (after a panic or poweroff); true if it did within the time. */
+  async waitExit(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (this.isAlive() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return !this.isAlive();
+  }
+
+  async close(): Promise<void> {
+    try { this.ssh?.close(); } catch { /* connection already gone */ }
+    if (this.isAlive()) {
+      this.child.kill('SIGTERM');
+      if (!(await this.waitExit(3000))) this.child.kill('SIGKILL');
+    }
+    await this.child.catch(() => undefined);
+    live.delete(this.child);
+  }
+
+  get sshPort(): number {
+    return this.port;
+  }
+}

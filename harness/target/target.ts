@@ -1,0 +1,32 @@
+import type { ClientChannel } from 'ssh2';
+import type { ExecOptions, ExecResult } from '../ssh/client.js';
+import type { ConsoleFault } from '../../reports/schema.js';
+
+/**
+ * What a suite sees of the machine under test, whether the harness booted it (QemuGuest) or it is
+ * a lab host reached over SSH (LabHost). Suites never learn which, and never start anything.
+ */
+export interface Target {
+  readonly kind: 'qemu' | 'ssh';
+  /** profile name (qemu) or host address (ssh) */
+  readonly name: string;
+  /** environment facts for results: kernel release, accel, profile, qemu version ... */
+  readonly facts: Record<string, string>;
+
+  exec(cmd: string, o?: ExecOptions): Promise<ExecResult>;
+  upload(data: Buffer, remotePath: string, mode?: number): Promise<void>;
+  /** a long-lived command channel (the agent's JSON lines) */
+  openChannel(cmd: string): Promise<ClientChannel>;
+
+  /** Write a step marker into the kernel log; faults printed after it are attributed to `step`. */
+  mark(step: string): Promise<void>;
+  /** a position in the fault stream, and the faults seen since one */
+  faultMark(): number;
+  faultsSince(mark: number): ConsoleFault[];
+
+  /** false once the machine died (panic, QEMU exit) or the connection could not be restored */
+  isAlive(): boolean;
+  /** why it died, when it did */
+  deathReason(): string | undefined;
+  close(): Promise<void>;
+}

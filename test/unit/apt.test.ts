@@ -1,0 +1,37 @@
+import t from 'tap';
+import { parseDeb822, parseOneLine, mainMirror } from '../../harness/kernel/apt.js';
+import { HarnessError } from '../../harness/util/errors.js';
+
+const deb822 = `Types: deb
+# a comment
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://src.example/debian
+Suites: bookworm
+
+Types: deb
+URIs: http://mirror.example/debian-security
+Suites: bookworm-security
+Components: main
+`;
+
+t.test('deb822 sources: deb stanzas only, all fields', async (t) => {
+  const s = parseDeb822(deb822);
+  t.equal(s.length, 2);
+  t.same(s[0], { uri: 'http://mirror.example/debian', suites: ['bookworm', 'bookworm-updates'], components: ['main', 'contrib'], signedBy: '/usr/share/keyrings/debian-archive-keyring.gpg' });
+});
+
+t.test('one-line sources, options in brackets skipped', async (t) => {
+  const s = parseOneLine('# x\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian bookworm main\ndeb-src http://m.example/debian bookworm main\n');
+  t.same(s, [{ uri: 'http://m.example/debian', suites: ['bookworm'], components: ['main'] }]);
+});
+
+t.test('the main mirror is the first with a plain release suite, never the security archive', async (t) => {
+  const s = parseDeb822(deb822).reverse();
+  t.equal(mainMirror(s).uri, 'http://mirror.example/debian');
+  t.throws(() => mainMirror(parseDeb822(deb822).slice(1)), HarnessError);
+});

@@ -1,0 +1,58 @@
+import t from 'tap';
+import { parseConfig, verifyConfig, fragmentsFor } from '../../harness/kernel/config.js';
+import { parseKernelSpec } from '../../harness/kernel/source.js';
+import { hashParts } from '../../harness/util/hash.js';
+import { ARCHES } from '../../harness/arch.js';
+import { HarnessError } from '../../harness/util/errors.js';
+
+t.test('parseConfig reads set, module, string and unset options; later lines win', async (t) => {
+  const m = parseConfig('CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D="x y"\nCONFIG_A=n\n# comment\nCONFIG_E=0x10\n');
+  t.same([...m], [['CONFIG_A', 'n'], ['CONFIG_B', 'm'], ['CONFIG_C', 'n'], ['CONFIG_D', '"x y"'], ['CONFIG_E', '0x10']]);
+});
+
+t.test('verifyConfig reports options olddefconfig dropped or changed, naming the fragment', async (t) => {
+  const frags = [
+    { name: 'base.config', text: 'CONFIG_PCI=y\nCONFIG_FOO=y\n' },
+    { name: 'vfio.config', text: 'CONFIG_VFIO=y\nCONFIG_MTTY=m\nCONFIG_IOMMUFD_VFIO_CONTAINER=n\n' },
+  ];
+  const final = 'CONFIG_PCI=y\nCONFIG_VFIO=y\nCONFIG_MTTY=y\n# CONFIG_IOMMUFD_VFIO_CONTAINER is not set\n';
+  const d = verifyConfig(frags, final);
+  t.same(d.map((x) => [x.option, x.wanted, x.got, x.from]), [
+    ['CONFIG_FOO', 'y', 'n', 'base.config'],
+    ['CONFIG_MTTY', 'm', 'y', 'vfio.config'],
+  ]);
+  t.same(verifyConfig(frags, `${final}CONFIG_FOO=y\nCONFIG_MTTY=m\n`), [], 'all kept: nothing reported');
+});
+
+t.test('a later fragment overrides an earlier one before verification', async (t) => {
+  const frags = [{ name: 'a', text: 'CONFIG_X=y\n' }, { name: 'user-b', text: 'CONFIG_X=n\n' }];
+  t.same(verifyConfig(frags, '# CONFIG_X is not set\n'), []);
+  t.equal(verifyConfig(frags, 'CONFIG_X=y\n')[0]?.from, 'user-b');
+});
+
+t.test('our fragments ask for the Appendix C options the suites depend on', async (t) => {
+  const all = new Map<string, string>();
+  for (const f of fragmentsFor(ARCHES.x86_64)) for (const [k, v] of parseConfig(f.text)) all.set(k, v);
+  for (const opt of ['IOMMUFD', 'IOMMUFD_TEST', 'VFIO_DEVICE_CDEV', 'VFIO_CONTAINER', 'VFIO_IOMMU_TYPE1', 'VFIO_PCI', 'INTEL_IOMMU',
+    'AMD_IOMMU', 'VIRTIO_IOMMU', 'IRQ_REMAP', 'PCI_PASID', 'FAULT_INJECTION', 'DEBUG_FS', 'DEVTMPFS', 'TRANSPARENT_HUGEPAGE', 'VIRTIO_NET']) {
+    t.equal(all.get(`CONFIG_${opt}`), 'y', opt);
+  }
+  t.equal(all.get('CONFIG_SAMPLE_VFIO_MDEV_MTTY'), 'm', 'mtty is a module so the suite can swap it');
+  t.equal(all.get('CONFIG_IOMMUFD_VFIO_CONTAINER'), 'n', 'type1 dirty tracking needs the real container');
+});
+
+t.test('cache keys are independent of property order and change with any part', async (t) => {
+  const a = hashParts({ source: 'debian-7.2.13-1', arch: 'x86_64', fragments: 'abc', recipe: '1' });
+  t.equal(a, hashParts({ recipe: '1', fragments: 'abc', arch: 'x86_64', source: 'debian-7.2.13-1' }));
+  t.not(a, hashParts({ source: 'debian-7.2.13-2', arch: 'x86_64', fragments: 'abc', recipe: '1' }));
+  t.not(a, hashParts({ source: 'debian-7.2.13-1', arch: 'x86_64', fragments: 'abd', recipe: '1' }));
+  t.not(hashParts({ a: 'b', c: '' }), hashParts({ a: '', c: 'b' }), 'no ambiguity between fields');
+});
+
+t.test('kernel specs', async (t) => {
+  t.same(parseKernelSpec('debian:6.12'), { kind: 'debian', series: '6.12' });
+  t.same(parseKernelSpec('debian:latest'), { kind: 'debian', series: 'latest' });
+  t.match(parseKernelSpec('/src/linux'), { kind: 'tree', path: '/src/linux' });
+  t.throws(() => parseKernelSpec('debian:sid'), HarnessError);
+  t.throws(() => parseKernelSpec('git:https://x'), /unknown kernel spec/);
+});

@@ -1,0 +1,67 @@
+import t from 'tap';
+import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
+import { PROFILES, getProfile } from '../../harness/qemu/profiles.js';
+import { ARCHES } from '../../harness/arch.js';
+import { HarnessError } from '../../harness/util/errors.js';
+
+const base = { arch: ARCHES.x86_64, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
+
+function opt(args: string[], name: string): string[] {
+  return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
+}
+
+t.test('every profile: q35, IOMMU device before any other PCI device, SSH only on loopback', async (t) => {
+  for (const p of PROFILES.filter((x) => x.arch === 'x86_64')) {
+    const a = qemuArgs({ ...base, profile: p, accel: 'tcg' });
+    t.equal(opt(a, '-machine')[0], p.machine, `${p.name} machine`);
+    t.match(p.machine, /^q35/);
+    const devices = opt(a, '-device');
+    t.same(devices.slice(0, p.iommuDevices.length), p.iommuDevices, `${p.name}: IOMMU devices first`);
+    t.ok(devices.some((d) => d.startsWith('virtio-net-pci')), `${p.name}: network`);
+    t.same(opt(a, '-netdev'), ['user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22']);
+    t.ok(a.includes('-no-reboot') && a.includes('-nodefaults'), 'a panic ends QEMU; no default devices');
+    t.same(opt(a, '-qmp'), ['unix:/r/qmp.sock,server=on,wait=off']);
+  }
+});
+
+t.test('IOMMU specifics', async (t) => {
+  const a = (n: string) => qemuArgs({ ...base, profile: getProfile(n), accel: 'tcg' });
+  t.match(opt(a('intel-iommu-sm'), '-device')[0], /x-scalable-mode=on.*x-pasid-mode=on/);
+  t.match(opt(a('intel-iommu'), '-machine')[0], /kernel-irqchip=split/, 'interrupt remapping needs a split irqchip');
+  t.match(opt(a('amd-iommu'), '-machine')[0], /kernel-irqchip=split/);
+  t.match(opt(a('virtio-iommu'), '-append')[0], /iommufd\.allow_unsafe_interrupts=1/);
+  t.notMatch(opt(a('intel-iommu'), '-append')[0], /allow_unsafe_interrupts/);
+  t.same(opt(a('none'), '-device').filter((d) => /iommu/.test(d)), []);
+});
+
+t.test('accelerator decides cpu and accel options', async (t) => {
+  const p = getProfile('none');
+  const tcg = qemuArgs({ ...base, profile: p, accel: 'tcg' });
+  const kvm = qemuArgs({ ...base, profile: p, accel: 'kvm' });
+  t.same(opt(tcg, '-cpu'), ['max']);
+  t.match(opt(tcg, '-accel')[0], /^tcg/);
+  t.same(opt(kvm, '-cpu'), ['host']);
+  t.same(opt(kvm, '-accel'), ['kvm']);
+  t.match(kernelCmdline({ ...base, profile: p, accel: 'tcg' }), /tsc=reliable/);
+  t.notMatch(kernelCmdline({ ...base, profile: p, accel: 'kvm' }), /tsc=reliable/);
+});
+
+t.test('kernel command line: console first, panic ends the guest, extra words last', async (t) => {
+  const c = kernelCmdline({ ...base, profile: getProfile('intel-iommu'), accel: 'tcg', append: ['vfioc_key=AAAA'] });
+  t.match(c, /^console=ttyS0 panic=-1 /);
+  t.match(c, /intel_iommu=on vfioc_key=AAAA$/);
+});
+
+t.test('probe boots have no network', async (t) => {
+  const a = qemuArgs({ arch: ARCHES.x86_64, kernel: 'k', initrd: 'i', profile: getProfile('none'), accel: 'kvm', append: ['vfioc_probe=1'] });
+  t.same(opt(a, '-netdev'), []);
+});
+
+t.test('unknown profile names the known ones', async (t) => {
+  t.throws(() => getProfile('smmu'), HarnessError);
+  t.throws(() => getProfile('smmu'), /known: none, intel-iommu/);
+});
+
+t.test('shell quoting for reproducers', async (t) => {
+  t.equal(shellQuote(['qemu', '-append', "console=ttyS0 a='b'"]), `qemu -append 'console=ttyS0 a='\\''b'\\'''`);
+});
