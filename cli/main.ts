@@ -3,6 +3,7 @@ import { HarnessError } from '../harness/util/errors.js';
 import { kernelCommand } from './kernel.js';
 import { bootCommand } from './boot.js';
 import { profilesCommand } from './profiles.js';
+import { runCommand } from './run.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -23,6 +24,7 @@ Each command takes --help. Exit codes: 0 success, 1 test failures or regressions
 Cache: ~/.cache/vfio-conformance (set VFIO_CONFORMANCE_CACHE to move it).`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  run: runCommand,
   kernel: kernelCommand,
   boot: bootCommand,
   profiles: profilesCommand,

@@ -30,7 +30,7 @@ export const PROFILES: Profile[] = [
     machine: 'q35',
     iommuDevices: [],
     cmdline: [],
-    expect: { sysClassIommu: /^iommufd_mock/ },
+    expect: { sysClassIommu: /^iommufd_selftest/ },
     vfioPci: false,
   },
   {

@@ -10,6 +10,7 @@ import { clientKey } from '../ssh/keys.js';
 import { ConsoleWatcher, stepMarker } from '../watch/console.js';
 import { HarnessError } from '../util/errors.js';
 import { freePort } from '../util/net.js';
+import { onShutdown } from '../util/shutdown.js';
 import type { Target } from './target.js';
 import type { ConsoleFault } from '../../reports/schema.js';
 
@@ -39,11 +40,7 @@ let hooked = false;
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
-  const killAll = () => { for (const c of live) { try { c.kill('SIGKILL'); } catch { /* already gone */ } } };
-  process.on('exit', killAll);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => { killAll(); process.exit(sig === 'SIGINT' ? 130 : 143); });
-  }
+  onShutdown(() => { for (const c of live) { try { c.kill('SIGKILL'); } catch { /* already gone */ } } });
 }
 
 /** A guest the harness booted: QEMU with the profile's IOMMU, its console watched, reached over SSH. */

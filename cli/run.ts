@@ -1,0 +1,113 @@
+import { parseArgs } from 'node:util';
+import { hostname, cpus, arch as hostArch } from 'node:os';
+import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { DEFAULT_PROFILES, getProfile } from '../harness/qemu/profiles.js';
+import { getArch } from '../harness/arch.js';
+import { prepare, decideAccel } from '../harness/run/prepare.js';
+import { QemuGuest } from '../harness/target/qemu-guest.js';
+import { runProfile } from '../harness/run/runner.js';
+import { HarnessError } from '../harness/util/errors.js';
+import { onShutdown } from '../harness/util/shutdown.js';
+import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
+import type { AccelMode } from '../harness/qemu/accel.js';
+import { ResultsWriter, writeFileAtomicSync } from '../reports/results-file.js';
+import { toJUnit, JUNIT_FILE } from '../reports/junit.js';
+import type { CaseResult, RunInfo, Status } from '../reports/schema.js';
+import { SUITES, getSuite } from '../suites/registry.js';
+
+const HELP = `vfio-conformance run [options]
+  Build the kernel under test (cached), boot it behind each profile's emulated IOMMU and run the
+  suites in it. Writes results.json, junit.xml (and the HTML report) into the run directory, as it
+  goes: a run that dies half-way still leaves valid reports for what it did.
+
+Options:
+  --suite S          suite to run (repeatable; default: all). Suites: ${SUITES.map((s) => s.name).join(', ')}
+  --profile P        profile to run on (repeatable; default: ${DEFAULT_PROFILES.join(', ')})
+  --kernel SPEC      debian:latest (default), debian:X.Y, or PATH to a kernel tree
+  --accel MODE       auto (default), kvm, tcg
+  --module FILE.ko   replace the in-tree module of the same name in the guest (repeatable)
+  --out DIR          run directory (default: runs/<date>-<kernel>)
+  --boot-timeout S   seconds to wait for a guest's SSH (default 90)
+
+Exit code: 0 all cases passed (warnings, skips and expected-unsupported included), 1 a case
+failed or errored, 2 a harness error (nothing could run on some profile).`;
+
+const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fail', 'error'];
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      suite: { type: 'string', multiple: true }, profile: { type: 'string', multiple: true },
+      kernel: { type: 'string', default: DEFAULT_KERNEL }, accel: { type: 'string', default: 'auto' },
+      module: { type: 'string', multiple: true }, out: { type: 'string' }, 'boot-timeout': { type: 'string', default: '90' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) { process.stdout.write(`${HELP}\n`); return 0; }
+  if (!['auto', 'kvm', 'tcg'].includes(values.accel!)) throw new HarnessError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
+  const suites = (values.suite ?? SUITES.map((s) => s.name)).map(getSuite);
+  const profiles = (values.profile ?? DEFAULT_PROFILES).map(getProfile);
+  const arches = new Set(profiles.map((p) => p.arch));
+  if (arches.size > 1) throw new HarnessError(`profiles of different architectures in one run: ${[...arches].join(', ')}`);
+  const arch = getArch(profiles[0]!.arch);
+
+  const started = new Date();
+  const p = await prepare({ kernel: values.kernel, arch, modules: values.module });
+  const accel = await decideAccel(values.accel as AccelMode, p, profiles[0]!);
+  const outDir = resolve(values.out ?? join('runs', `${started.toISOString().replace(/[:.]/g, '-').slice(0, 19)}-${p.kernel.release}`));
+  mkdirSync(outDir, { recursive: true });
+  const info: RunInfo = {
+    tool: { name: 'vfio-conformance', version: '0.1.0' },
+    startedAt: started.toISOString(),
+    complete: false,
+    host: { hostname: hostname(), arch: hostArch(), cpus: cpus().length },
+    qemu: { version: accel.qemu, binary: arch.qemuBinary },
+    accel: accel.accel,
+    accelReason: accel.reason,
+    kernel: { release: p.kernel.release, sourceId: p.kernel.sourceId, configHash: p.kernel.configHash, arch: arch.name },
+    image: { hash: p.image.hash, agent: p.agent.sha256, modules: p.image.replaced },
+    profiles: profiles.map((x) => x.name),
+    suites: suites.map((s) => s.name),
+    target: { kind: 'qemu' },
+    errors: [],
+  };
+  const writer = new ResultsWriter(outDir, info);
+  const writeJunit = () => writeFileAtomicSync(join(outDir, JUNIT_FILE), toJUnit(writer.snapshot()));
+  const unhook = onShutdown(writeJunit);
+  process.stderr.write(`run: ${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); writing ${outDir}\n`);
+
+  const counts = new Map<Status, number>();
+  for (const profile of profiles) {
+    const t0 = Date.now();
+    await runProfile({
+      profile: profile.name,
+      start: async (attempt) => QemuGuest.boot({
+        arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
+        logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: Number(values['boot-timeout']) * 1000,
+        facts: { kernel: p.kernel.release },
+      }),
+    }, suites, outDir, {
+      result: (r: CaseResult) => {
+        writer.add(r);
+        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+        if (r.status !== 'pass') process.stderr.write(`  ${r.status.toUpperCase().padEnd(8)} ${profile.name} ${r.id}${r.reason ? `: ${r.reason.slice(0, 300)}` : ''}\n`);
+      },
+      error: (e) => {
+        writer.updateRun({ errors: [...writer.run.errors, e] });
+        process.stderr.write(`  HARNESS ERROR ${profile.name}: ${e.message}${e.log ? ` (see ${e.log})` : ''}\n`);
+      },
+      progress: (m) => process.stderr.write(`run: ${m}\n`),
+    });
+    const n = writer.results.filter((r) => r.profile === profile.name).length;
+    process.stderr.write(`run: ${profile.name}: ${n} results in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  }
+  writer.finish();
+  unhook();
+  writeJunit();
+  const summary = ORDER.filter((s) => counts.get(s)).map((s) => `${counts.get(s)} ${s}`).join(', ') || 'no results';
+  process.stdout.write(`${summary}\nresults: ${join(outDir, 'results.json')}\njunit:   ${join(outDir, JUNIT_FILE)}\n`);
+  if (writer.run.errors.length) return 2;
+  return (counts.get('fail') ?? 0) + (counts.get('error') ?? 0) > 0 ? 1 : 0;
+}

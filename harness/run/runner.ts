@@ -1,0 +1,140 @@
+import { join, relative } from 'node:path';
+import { AgentClient, AgentGone, formatExchange } from '../agent/client.js';
+import type { Target } from '../target/target.js';
+import type { Suite, CaseDef, CaseOutcome } from '../../suites/types.js';
+import { judgeFaults } from '../../suites/types.js';
+import type { CaseResult, DeviceInfo } from '../../reports/schema.js';
+import { HarnessError } from '../util/errors.js';
+
+/** How the runner gets a machine: boots a guest (or reconnects a lab host) for a profile. */
+export interface TargetFactory {
+  profile: string;
+  /** a fresh target; called again after one died */
+  start(attempt: number): Promise<Target & { consoleLog?: string }>;
+}
+
+export interface RunnerHooks {
+  result(r: CaseResult): void;
+  error(e: { profile?: string; message: string; log?: string }): void;
+  progress?(msg: string): void;
+}
+
+const MAX_REPLACEMENTS = 3;
+const NO_DEVICE: DeviceInfo = { driver: 'none', class: 'none', id: '-' };
+
+/**
+ * Runs suites on one profile. It knows nothing of what a case expects: it marks each step in the
+ * kernel log, runs the case with a time limit, attaches the console faults that appeared, and when
+ * the machine dies it records that, starts a fresh one and goes on with the next case.
+ */
+export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], runDir: string, hooks: RunnerHooks): Promise<void> {
+  let attempt = 0;
+  let target: (Target & { consoleLog?: string }) | undefined;
+  let agent: AgentClient | undefined;
+
+  const fresh = async (): Promise<boolean> => {
+    agent?.close();
+    await target?.close().catch(() => undefined);
+    target = undefined;
+    agent = undefined;
+    try {
+      target = await f.start(attempt++);
+      agent = await AgentClient.start(target);
+      return true;
+    } catch (e) {
+      hooks.error({ profile: f.profile, message: (e as Error).message, log: e instanceof HarnessError ? e.log : undefined });
+      await target?.close().catch(() => undefined);
+      target = undefined;
+      return false;
+    }
+  };
+
+  if (!(await fresh())) return;
+  try {
+    for (const suite of suites) {
+      const done = new Set<string>();
+      let replacements = 0;
+      let pendingNote: string | undefined;
+      for (;;) {
+        let cases: CaseDef<unknown>[];
+        let state: unknown;
+        try {
+          const s = await suite.setup(target!, agent!);
+          cases = s.cases;
+          state = s.state;
+        } catch (e) {
+          hooks.result(errorResult(`${suite.name}/setup`, suite.name, f.profile, `suite setup failed: ${(e as Error).message}`));
+          break;
+        }
+        hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(c.id)).length} cases`);
+        let died = false;
+        for (const c of cases) {
+          if (done.has(c.id)) continue;
+          done.add(c.id);
+          const r = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
+          if (pendingNote) { r.log = [pendingNote, ...(r.log ?? [])]; pendingNote = undefined; }
+          const dead = !target!.isAlive() || !agent!.alive;
+          if (dead) {
+            r.reason = `${r.reason ? `${r.reason}; ` : ''}the machine died or stopped answering during this case (${target!.deathReason() ?? 'agent connection lost'}); a fresh one was started for the remaining cases`;
+          }
+          hooks.result(r);
+          if (dead) { died = true; break; }
+        }
+        if (!died) {
+          await suite.teardown?.(state, target!, agent!).catch(() => undefined);
+          break;
+        }
+        if (++replacements > MAX_REPLACEMENTS || !(await fresh())) {
+          for (const c of cases.filter((x) => !done.has(x.id))) {
+            hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: the machine died ${replacements} times in this suite`), device: c.device });
+          }
+          if (!target) return;
+          break;
+        }
+        pendingNote = `note: running on replacement machine #${replacements}`;
+      }
+    }
+  } finally {
+    agent?.close();
+    await target?.close().catch(() => undefined);
+  }
+}
+
+function errorResult(id: string, suite: string, profile: string, reason: string): CaseResult {
+  return { id, suite, profile, device: NO_DEVICE, status: 'error', reason, durationMs: 0, faults: [], artifacts: {} };
+}
+
+async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profile: string, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string): Promise<CaseResult> {
+  const notes: string[] = [];
+  const started = Date.now();
+  let outcome: CaseOutcome;
+  const fmark = target.faultMark();
+  try {
+    await target.mark(c.id);
+    agent.takeLog();
+    outcome = await withTimeout(c.run(state, { target, agent, note: (l) => notes.push(l) }), c.timeoutMs ?? 60_000, c.id);
+  } catch (e) {
+    outcome = e instanceof AgentGone || !target.isAlive()
+      ? { status: 'error', reason: (e as Error).message }
+      : { status: 'error', reason: `case threw: ${(e as Error).message}` };
+  }
+  // A panic or Oops reaches the serial console a little after the request that caused it.
+  if (!target.isAlive() || !agent.alive) await new Promise((r) => setTimeout(r, 1500));
+  const faults = target.faultsSince(fmark);
+  outcome = judgeFaults(outcome, faults, c.expectedFaults);
+  const log = [...agent.takeLog().map(formatExchange), ...notes];
+  const artifacts: Record<string, string> = {};
+  if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
+  return {
+    id: c.id, suite, profile, device: c.device, status: outcome.status, reason: outcome.reason,
+    observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
+    faults, artifacts, log,
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new HarnessError(`${what} did not finish within ${ms / 1000} s`)), ms);
+    p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e); });
+  });
+}

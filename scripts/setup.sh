@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what vfio-conformance needs on a Debian machine (run as root), then the npm packages.
+# Used by the README's commands and by CI, so a fresh machine and CI install the same things.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  # guests: QEMU (with SeaBIOS), the initramfs userspace, SSH client keys
+  qemu-system-x86 busybox-static dropbear-bin openssh-client
+  # kernel builds: tinyconfig + fragments, out of tree, ccache'd
+  make gcc libc6-dev flex bison bc libelf-dev libssl-dev cpio ccache dwarves rsync kmod xz-utils
+  # the agent (static) and the iommufd selftests
+  libcap-dev
+  # report checks: JUnit schema validation, the HTML report in a real browser
+  libxml2-utils chromium
+)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,12 @@
+import type { Suite } from './types.js';
+import { migrationSuite } from './migration/index.js';
+import { HarnessError } from '../harness/util/errors.js';
+
+/** Every suite `run` knows, in default run order. */
+export const SUITES: Suite<unknown>[] = [migrationSuite as Suite<unknown>];
+
+export function getSuite(name: string): Suite<unknown> {
+  const s = SUITES.find((x) => x.name === name);
+  if (!s) throw new HarnessError(`unknown suite '${name}' (known: ${SUITES.map((x) => x.name).join(', ')})`);
+  return s;
+}

@@ -1,0 +1,62 @@
+import type { AgentClient } from '../harness/agent/client.js';
+import type { Target } from '../harness/target/target.js';
+import type { ConsoleFault, DeviceInfo, Status } from '../reports/schema.js';
+
+/** What a case decided. Observed values are compared across runs, so keep them stable and small. */
+export interface CaseOutcome {
+  status: Status;
+  reason?: string;
+  observed?: Record<string, unknown>;
+  expected?: Record<string, unknown>;
+}
+
+export interface CaseContext {
+  target: Target;
+  agent: AgentClient;
+  /** free-form lines for the step log (agent exchanges are logged automatically) */
+  note(line: string): void;
+}
+
+export interface CaseDef<S> {
+  /** stable id: migration/arc/STOP->STOP_COPY */
+  id: string;
+  device: DeviceInfo;
+  /**
+   * Console faults of these kinds are part of what the case provokes (e.g. iommu-fault for a DMA to
+   * an unmapped IOVA) and do not fail it by themselves.
+   */
+  expectedFaults?: string[];
+  timeoutMs?: number;
+  run(state: S, ctx: CaseContext): Promise<CaseOutcome>;
+}
+
+export interface SetupResult<S> {
+  state: S;
+  cases: CaseDef<S>[];
+}
+
+/**
+ * A suite: sets up a fresh target (devices, modules) and lists its cases. The runner may call
+ * setup more than once: after a case kills the guest, a new guest is booted and the suite is set
+ * up again, and the remaining cases run there.
+ */
+export interface Suite<S = unknown> {
+  name: string;
+  setup(target: Target, agent: AgentClient): Promise<SetupResult<S>>;
+  teardown?(state: S, target: Target, agent: AgentClient): Promise<void>;
+}
+
+/**
+ * Fold console faults into an outcome. An Oops, WARN, KASAN report, hang or IOMMU fault during a
+ * case fails that case even if every errno matched, unless the case said it provokes that kind.
+ */
+export function judgeFaults(o: CaseOutcome, faults: ConsoleFault[], expected: string[] = []): CaseOutcome {
+  const bad = faults.filter((f) => !expected.includes(f.kind));
+  if (!bad.length) return o;
+  const titles = bad.map((f) => `${f.kind}: ${f.title}`).join('; ');
+  return {
+    ...o,
+    status: o.status === 'error' ? 'error' : 'fail',
+    reason: `kernel reported ${bad.length > 1 ? `${bad.length} faults` : 'a fault'} during this case (${titles})${o.reason ? `; ${o.reason}` : ''}`,
+  };
+}

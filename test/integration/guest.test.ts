@@ -1,0 +1,88 @@
+import t from 'tap';
+import { execa } from 'execa';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { prepare } from '../../harness/run/prepare.js';
+import { QemuGuest } from '../../harness/target/qemu-guest.js';
+import { PROFILES } from '../../harness/qemu/profiles.js';
+import { ARCHES } from '../../harness/arch.js';
+import { repoPath } from '../../harness/util/paths.js';
+
+// Real kernel, real QEMU, real SSH: the first run builds the default kernel (minutes), later runs hit the cache.
+const cli = repoPath('dist', 'cli', 'main.js');
+const logs = mkdtempSync(join(tmpdir(), 'vfioc-guest-'));
+
+async function qemuCount(): Promise<number> {
+  const r = await execa('pgrep', ['-c', '-f', 'qemu-system-x86_64 -nodefaults'], { reject: false });
+  return Number(String(r.stdout).trim() || '0');
+}
+
+t.test('every x86 profile boots, shows its IOMMU, has /dev/iommu and /dev/vfio, loads mtty', async (t) => {
+  const p = await prepare({});
+  t.ok(p.kernel.release.length > 0, `kernel ${p.kernel.release}`);
+  for (const profile of PROFILES.filter((x) => x.arch === 'x86_64')) {
+    await t.test(profile.name, async (t) => {
+      const g = await QemuGuest.boot({
+        arch: ARCHES.x86_64, profile, accel: 'tcg', kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
+        logDir: join(logs, profile.name), bootTimeoutMs: 90_000,
+      });
+      try {
+        t.ok((g.timing.sshMs ?? 0) > 0, `SSH after ${g.timing.sshMs} ms`);
+        const r = await g.exec([
+          'echo iommu: $(ls /sys/class/iommu)',
+          'test -c /dev/iommu && echo has-dev-iommu',
+          'test -d /dev/vfio && echo has-dev-vfio',
+          'modprobe mtty && test -d /sys/class/mdev_bus/mtty && echo mtty-loaded',
+          'dmesg',
+        ].join('; '), { timeoutMs: 30_000 });
+        t.equal(r.code, 0, r.stderr);
+        const iommus = (/^iommu: (.*)$/m.exec(r.stdout)?.[1] ?? '').split(/\s+/).filter(Boolean);
+        if (profile.expect.sysClassIommu) t.ok(iommus.some((x) => profile.expect.sysClassIommu!.test(x)), `/sys/class/iommu has ${profile.expect.sysClassIommu} (got ${iommus.join(' ')})`);
+        if (profile.name === 'none') t.notOk(iommus.some((x) => /^(dmar|ivhd)/.test(x)), 'no hardware IOMMU on the none profile');
+        if (profile.expect.dmesg) t.match(r.stdout, profile.expect.dmesg, 'dmesg shows the IOMMU');
+        t.match(r.stdout, /has-dev-iommu/);
+        t.match(r.stdout, /has-dev-vfio/);
+        t.match(r.stdout, /mtty-loaded/);
+        t.same(g.allFaults().map((f) => f.title), [], 'no console faults while booting and probing');
+      } finally {
+        await g.close();
+      }
+    });
+  }
+});
+
+t.test('a guest that panics: the harness reports the panic with its lines, exits non-zero, leaves no QEMU', async (t) => {
+  const before = await qemuCount();
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'panic'), '--', 'echo c > /proc/sysrq-trigger'], { reject: false });
+  t.not(r.exitCode, 0, 'non-zero exit');
+  t.match(r.stderr, /console fault \(panic\) Kernel panic - not syncing: sysrq triggered crash/);
+  t.match(r.stderr, /guest died/);
+  t.match(r.stderr, /\| .*sysrq/i, 'the panic lines are printed');
+  t.equal(await qemuCount(), before, 'no QEMU left behind');
+});
+
+t.test('boot runs a command and returns its exit code and output', async (t) => {
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'cmd'), '--', 'uname -r; exit 7'], { reject: false });
+  t.equal(r.exitCode, 7);
+  t.match(r.stdout, /^\d+\.\d+/);
+});
+
+t.test('bad input: one clear line, exit 2, no QEMU', async (t) => {
+  const before = await qemuCount();
+  const cases: [string[], RegExp][] = [
+    [['boot', '--profile', 'smmu', '--', 'true'], /unknown profile 'smmu' \(known: none, intel-iommu/],
+    [['boot', '--kernel', '/nonexistent/linux', '--', 'true'], /kernel tree not found: \/nonexistent\/linux/],
+    [['boot', '--kernel', 'debian:sid', '--', 'true'], /unknown kernel spec 'debian:sid'/],
+    [['boot', '--accel', 'fast', '--', 'true'], /--accel must be auto, kvm or tcg/],
+    [['kernel', 'build', '--kernel', '/etc'], /\/etc is not a kernel tree/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await execa('node', [cli, ...args], { reject: false });
+    t.equal(r.exitCode, 2, args.join(' '));
+    t.match(r.stderr, re, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
+  }
+  t.equal(await qemuCount(), before);
+});
