@@ -253,6 +253,14 @@ function keyAcross(row: CompareRow, key: string): string[] {
   });
 }
 
+/** Rows most important class first, in their original order within a class. */
+function byImportance(rows: CompareRow[]): CompareRow[] {
+  return rows
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => CHANGE_CLASSES.indexOf(a.r.class) - CHANGE_CLASSES.indexOf(b.r.class) || a.i - b.i)
+    .map((x) => x.r);
+}
+
 function changedKeys(row: CompareRow): string[] {
   const keys: string[] = [];
   for (const t of [...row.transitions, row.overall]) for (const d of t.observedChanges) if (!keys.includes(d.key)) keys.push(d.key);
@@ -289,11 +297,7 @@ export function formatCompareText(c: Comparison): string {
     out.push(`  ${c.runs[o.from]!.tag}→${c.runs[o.to]!.tag} (first→last): ${countsLine(o.counts)}`);
   }
   out.push('');
-  const changed = c.rows
-    .filter((r) => r.class !== 'unchanged')
-    .map((r, i) => ({ r, i }))
-    .sort((a, b) => CHANGE_CLASSES.indexOf(a.r.class) - CHANGE_CLASSES.indexOf(b.r.class) || a.i - b.i)
-    .map((x) => x.r);
+  const changed = byImportance(c.rows.filter((r) => r.class !== 'unchanged'));
   if (changed.length === 0) {
     out.push(`No changes: all ${c.rows.length} cases have the same status and observed values in every run.`);
     return `${out.join('\n')}\n`;
@@ -376,7 +380,7 @@ export function renderCompareHtml(c: Comparison): string {
     ).join('')}</fieldset>` +
     `<label>case <input type="search" id="f-text" placeholder="filter case id (substring)" autocomplete="off"></label><span id="shown" aria-live="polite"></span></form>`;
   const head = `<thead><tr><th scope="col">case</th><th scope="col">profile</th><th scope="col">device</th>${c.runs.map((r) => `<th scope="col" title="${esc(r.label)}">${esc(r.tag)}</th>`).join('')}<th scope="col">change</th><th scope="col">observed changes</th></tr></thead>`;
-  const body = c.rows
+  const body = byImportance(c.rows)
     .map((r) => {
       const cells = r.statuses
         .map((s, i) => {

@@ -56,7 +56,8 @@ export function judgeFaults(o: CaseOutcome, faults: ConsoleFault[], expected: st
   const titles = bad.map((f) => `${f.kind}: ${f.title}`).join('; ');
   return {
     ...o,
-    status: o.status === 'error' ? 'error' : 'fail',
+    // The fault is the finding, even when it also cut the case short (an Oops kills the agent's ioctl).
+    status: 'fail',
     reason: `kernel reported ${bad.length > 1 ? `${bad.length} faults` : 'a fault'} during this case (${titles})${o.reason ? `; ${o.reason}` : ''}`,
   };
 }

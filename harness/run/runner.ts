@@ -49,13 +49,18 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
     }
   };
 
-  if (!(await fresh())) return;
+  // A machine is started lazily: after one dies, the next is booted only if a case is left to run.
+  let needFresh = true;
   try {
     for (const suite of suites) {
       const done = new Set<string>();
       let replacements = 0;
       let pendingNote: string | undefined;
       for (;;) {
+        if (needFresh) {
+          if (!(await fresh())) return;
+          needFresh = false;
+        }
         let cases: CaseDef<unknown>[];
         let state: unknown;
         try {
@@ -64,6 +69,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           state = s.state;
         } catch (e) {
           hooks.result(errorResult(`${suite.name}/setup`, suite.name, f.profile, `suite setup failed: ${(e as Error).message}`));
+          needFresh = !target!.isAlive() || !agent!.alive;
           break;
         }
         hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(c.id)).length} cases`);
@@ -75,7 +81,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           if (pendingNote) { r.log = [pendingNote, ...(r.log ?? [])]; pendingNote = undefined; }
           const dead = !target!.isAlive() || !agent!.alive;
           if (dead) {
-            r.reason = `${r.reason ? `${r.reason}; ` : ''}the machine died or stopped answering during this case (${target!.deathReason() ?? 'agent connection lost'}); a fresh one was started for the remaining cases`;
+            r.reason = `${r.reason ? `${r.reason}; ` : ''}the machine died or stopped answering during this case (${target!.deathReason() ?? 'agent connection lost'}); a fresh one is used for what follows`;
           }
           hooks.result(r);
           if (dead) { died = true; break; }
@@ -84,11 +90,13 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           await suite.teardown?.(state, target!, agent!).catch(() => undefined);
           break;
         }
-        if (++replacements > MAX_REPLACEMENTS || !(await fresh())) {
-          for (const c of cases.filter((x) => !done.has(x.id))) {
-            hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: the machine died ${replacements} times in this suite`), device: c.device });
+        needFresh = true;
+        const left = cases.filter((x) => !done.has(x.id));
+        if (!left.length) break;
+        if (++replacements > MAX_REPLACEMENTS) {
+          for (const c of left) {
+            hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: the machine died ${replacements - 1} times in this suite`), device: c.device });
           }
-          if (!target) return;
           break;
         }
         pendingNote = `note: running on replacement machine #${replacements}`;

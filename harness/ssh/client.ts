@@ -105,8 +105,11 @@ export class SshSession {
           if (timer) clearTimeout(timer);
           resolve({ code, signal, stdout, stderr, timedOut });
         };
-        ch.on('exit', (code: number | null, signal?: string) => { ch.on('close', () => finish(timedOut ? null : code, signal)); });
-        ch.on('close', () => finish(null));
+        // 'exit' carries the status and may come before or not at all (a dropped connection); 'close' always ends it.
+        let exitCode: number | null = null;
+        let exitSignal: string | undefined;
+        ch.on('exit', (code: number | null, signal?: string) => { exitCode = code; exitSignal = signal; });
+        ch.on('close', () => finish(timedOut ? null : exitCode, exitSignal));
         if (o.stdin !== undefined) ch.end(o.stdin);
         else ch.end();
       });

@@ -4,17 +4,19 @@ import type { Target } from '../../harness/target/target.js';
 import { migrationCases, type MigState } from './cases.js';
 import { createMtty, fingerprint, mttyInfo, openCdev, removeMtty } from './devices.js';
 import { mttyPersonality } from './personality.js';
+import { readAll } from './steps.js';
+import { State } from './model.js';
 
 const MTTY_TYPE = 'mtty-2';
 
-interface State extends MigState { uuids: string[] }
+interface SuiteState extends MigState { uuids: string[] }
 
 /**
  * The migration suite on mtty: two instances of one type (source and destination), reset before
  * use because mtty keeps migration state across close/open, fingerprinted, then every case the
  * model derives from the advertised flags.
  */
-export const migrationSuite: Suite<State> = {
+export const migrationSuite: Suite<SuiteState> = {
   name: 'migration',
   async setup(target: Target, agent: AgentClient) {
     const created = await createMtty(target, MTTY_TYPE, 2);
@@ -25,8 +27,19 @@ export const migrationSuite: Suite<State> = {
     await dst.reset();
     const fp = await fingerprint(agent, src);
     const device = mttyInfo(MTTY_TYPE, a.uuid, fp);
-    const state: State = {
+    let stream: Buffer | undefined;
+    const state: SuiteState = {
       src, dst, fp, device, personality: mttyPersonality, uuids: created.map((c) => c.uuid),
+      async validStream() {
+        if (!stream) {
+          await dst.reset();
+          const fd = await dst.reach(State.STOP_COPY);
+          stream = (await readAll(agent, fd)).data;
+          await agent.request('close', { fd });
+          await dst.reset();
+        }
+        return stream;
+      },
       async reopen(which) {
         const d = which === 'src' ? src : dst;
         const path = which === 'src' ? a.cdev : b.cdev;

@@ -53,5 +53,8 @@ t.test('migration suite on intel-iommu', async (t) => {
     t.match(resuming.faults[0]!.title, /BUG: kernel NULL pointer dereference|Oops/);
     t.equal(resuming.faults[0]!.step, 'migration/close-reopen/in-RESUMING', 'the oops is pinned on the step that caused it');
   }
+  const afterCrash = res.results.filter((x) => x.id.startsWith('migration/reset/'));
+  t.ok(afterCrash.length > 0 && afterCrash.every((x) => x.status === 'pass'), 'the cases after the oops ran on a fresh guest and passed');
+  t.match(afterCrash[0]?.log?.[0] ?? '', /replacement machine/, 'and say so in their step log');
   t.not(r.exitCode, 2, `exit code 1 (failures) or 0, not a harness error: ${r.stderr.slice(-500)}`);
 });

@@ -1,0 +1,187 @@
+import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HarnessError } from '../../harness/util/errors.js';
+import { gate, globMatch, readExpectations, validateExpectations, type Expectations } from '../../reports/gate.js';
+import { validateResults } from '../../reports/results-file.js';
+import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults, type Status } from '../../reports/schema.js';
+
+const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2' };
+
+function r(id: string, status: Status, over: Partial<CaseResult> = {}): CaseResult {
+  return { id, suite: id.split('/')[0]!, profile: 'q35-vtd', device: mtty, status, durationMs: 10, faults: [], artifacts: {}, ...(status === 'fail' ? { reason: `${id} broke` } : {}), ...over };
+}
+
+function run(results: CaseResult[], over: Partial<RunInfo> = {}, release = '7.2.0'): RunResults {
+  return validateResults({
+    schema: SCHEMA_VERSION,
+    run: {
+      tool: { name: 'vfio-conformance', version: '0.1.0' },
+      startedAt: '2025-05-01T10:00:00.000Z',
+      complete: true,
+      host: { hostname: 'ci', arch: 'x86_64', cpus: 2 },
+      kernel: { release, sourceId: 'tree', configHash: 'abc', arch: 'x86_64' },
+      profiles: ['q35-vtd', 'virt-smmuv3'],
+      suites: ['migration'],
+      target: { kind: 'qemu' },
+      errors: [],
+      ...over,
+    },
+    results,
+  });
+}
+
+const CLOSE = 'migration/close-reopen/in-RESUMING';
+const clean = (): CaseResult[] => [r('migration/arc/STOP->RUNNING', 'pass'), r('migration/arc/RUNNING->RUNNING_P2P', 'skip', { reason: 'no P2P' }), r('pasid/attach', 'expected-unsupported'), r('migration/precopy/info', 'warning')];
+const expectations = (known: Expectations['known']): Expectations => validateExpectations({ schema: 1, known });
+
+t.test('globs', async (t) => {
+  t.ok(globMatch('migration/close-reopen/*', CLOSE));
+  t.ok(globMatch('*', ''));
+  t.ok(globMatch('migration/*/in-*', CLOSE), '* crosses /');
+  t.notOk(globMatch('migration/close-reopen', CLOSE), 'anchored');
+  t.ok(globMatch('7.2*', '7.2.0-rc3'));
+  t.notOk(globMatch('7.2*', '6.12.9'));
+  t.ok(globMatch('migration/arc/STOP->RUNNING', 'migration/arc/STOP->RUNNING'), 'exact id');
+  t.notOk(globMatch('a.c', 'abc'), '. is literal');
+  t.ok(globMatch('a(b)[c]+?', 'a(b)[c]+?'), 'regexp characters are literal');
+});
+
+t.test('exit 0: no failures', async (t) => {
+  const g = gate(run(clean()));
+  t.equal(g.exitCode, 0);
+  t.same([g.regressions, g.knownFailures, g.unexpectedPasses, g.harnessProblems], [[], [], [], []]);
+  t.match(g.summary, /gate: OK \(exit 0\): 0 regressions, 0 known failures, 0 unexpected passes; 4 results$/);
+});
+
+t.test('exit 0: a failure present in the baseline with the same status', async (t) => {
+  const baseline = run([...clean(), r(CLOSE, 'fail'), r('migration/stream/bad', 'error')], {}, '7.1.0');
+  const g = gate(run([...clean(), r(CLOSE, 'fail'), r('migration/stream/bad', 'error')]), { baseline });
+  t.equal(g.exitCode, 0);
+  t.same(g.regressions, []);
+  t.same(g.knownFailures.map((i) => [i.id, i.status, i.baselineStatus, i.known?.source]), [[CLOSE, 'fail', 'fail', 'baseline'], ['migration/stream/bad', 'error', 'error', 'baseline']]);
+  t.match(g.summary, /known failure: migration\/close-reopen\/in-RESUMING \[q35-vtd mtty-2\] fail: failing the same way \(fail\) in the baseline/);
+});
+
+t.test('exit 1: a new failure', async (t) => {
+  const baseline = run([...clean(), r(CLOSE, 'pass')]);
+  const g = gate(run([...clean(), r(CLOSE, 'fail')]), { baseline });
+  t.equal(g.exitCode, 1);
+  t.same(g.regressions.map((i) => [i.id, i.status, i.baselineStatus, i.reason]), [[CLOSE, 'fail', 'pass', `${CLOSE} broke`]]);
+  t.match(g.summary, /regression: migration\/close-reopen\/in-RESUMING \[q35-vtd mtty-2\] fail: .* broke \(baseline: pass\)/);
+  t.match(g.summary, /gate: REGRESSION \(exit 1\): 1 regression, 0 known failures/);
+
+  t.equal(gate(run([r(CLOSE, 'error')])).exitCode, 1, 'an error without baseline or expectations');
+  const other = gate(run([r(CLOSE, 'error')]), { baseline: run([r(CLOSE, 'fail')]) });
+  t.equal(other.exitCode, 1, 'failing another way in the baseline (fail -> error) is a regression');
+  t.equal(other.regressions[0]!.baselineStatus, 'fail');
+  const moved = gate(run([r(CLOSE, 'fail', { profile: 'virt-smmuv3' })]), { baseline: run([r(CLOSE, 'fail')]) });
+  t.equal(moved.exitCode, 1, 'the same failure on another profile is not excused');
+  t.equal(moved.regressions[0]!.baselineStatus, null, 'not in the baseline');
+  t.match(moved.summary, /\(not in the baseline\)/);
+  const newCase = gate(run([r('new/case', 'fail')]), { baseline: run([r(CLOSE, 'pass')]) });
+  t.equal(newCase.exitCode, 1, 'a new case that fails');
+  t.match(newCase.summary, /note: 1 case of the baseline is not in this run/);
+});
+
+t.test('exit 0: a known failure matched by id glob and kernel glob', async (t) => {
+  const exp = expectations([
+    { id: 'dirty/*', reason: 'unrelated', status: 'error' },
+    { id: 'migration/close-reopen/*', kernel: '7.2*', profile: '*', device: 'mtty-*', reason: 'mtty keeps migration state across close (kernel bug)' },
+  ]);
+  const g = gate(run([...clean(), r(CLOSE, 'fail')]), { expectations: exp });
+  t.equal(g.exitCode, 0);
+  t.same(g.regressions, []);
+  t.same(g.knownFailures.map((i) => [i.id, i.known]), [[CLOSE, { source: 'expectations', index: 1, reason: 'mtty keeps migration state across close (kernel bug)' }]]);
+  t.match(g.summary, /known failure: migration\/close-reopen\/in-RESUMING \[q35-vtd mtty-2\] fail: expected \(known\[1\]\): mtty keeps migration state/);
+  t.match(g.summary, /gate: OK \(exit 0\): 0 regressions, 1 known failure, 0 unexpected passes; 5 results, 2 expectations$/);
+
+  const both = gate(run([r(CLOSE, 'fail')]), { expectations: exp, baseline: run([r(CLOSE, 'fail')]) });
+  t.equal(both.knownFailures[0]!.known?.source, 'expectations', 'the expectation (with its reason) wins over the baseline');
+  t.equal(gate(run([r(CLOSE, 'error')]), { expectations: exp }).exitCode, 0, 'no status in the entry: fail or error');
+});
+
+t.test('exit 1: a known failure whose kernel glob does not match', async (t) => {
+  const exp = expectations([{ id: 'migration/close-reopen/*', kernel: '7.2*', reason: 'kernel bug fixed in 7.3' }]);
+  const g = gate(run([r(CLOSE, 'fail')], {}, '6.12.9'), { expectations: exp });
+  t.equal(g.exitCode, 1);
+  t.same(g.regressions.map((i) => i.id), [CLOSE]);
+  t.same(g.knownFailures, []);
+  t.equal(gate(run([r(CLOSE, 'fail')], { kernel: undefined }), { expectations: exp }).exitCode, 1, 'no kernel recorded: a kernel pattern matches ""');
+
+  const narrow = (k: Expectations['known'][number]) => gate(run([r(CLOSE, 'fail')]), { expectations: expectations([k]) }).exitCode;
+  t.equal(narrow({ id: CLOSE, device: 'mtty-1', reason: 'x' }), 1, 'device glob does not match');
+  t.equal(narrow({ id: CLOSE, profile: 'virt-*', reason: 'x' }), 1, 'profile glob does not match');
+  t.equal(narrow({ id: CLOSE, status: 'error', reason: 'x' }), 1, 'status does not match');
+  t.equal(narrow({ id: CLOSE, status: 'fail', reason: 'x' }), 0, 'status matches');
+  t.equal(narrow({ id: 'migration/close-reopen', reason: 'x' }), 1, 'exact id must be the whole id');
+});
+
+t.test('unexpected passes are listed, exit code unchanged', async (t) => {
+  const exp = expectations([{ id: CLOSE, reason: 'kernel bug' }]);
+  const g = gate(run([...clean(), r(CLOSE, 'pass')]), { expectations: exp });
+  t.equal(g.exitCode, 0);
+  t.same(g.unexpectedPasses.map((i) => [i.id, i.status, i.known]), [[CLOSE, 'pass', { source: 'expectations', index: 0, reason: 'kernel bug' }]]);
+  t.match(g.summary, /unexpected pass: migration\/close-reopen\/in-RESUMING \[q35-vtd mtty-2\] pass matches known\[0\] \("kernel bug"\)/);
+  t.same(gate(run([r(CLOSE, 'skip')]), { expectations: exp }).unexpectedPasses, [], 'a skip is not a pass');
+});
+
+t.test('exit 2: harness errors or an incomplete run', async (t) => {
+  const errors = gate(run(clean(), { errors: [{ profile: 'virt-smmuv3', message: 'guest did not boot', log: 'runs/x/console.log' }] }));
+  t.equal(errors.exitCode, 2);
+  t.same(errors.harnessProblems, ['harness error (profile virt-smmuv3): guest did not boot (see runs/x/console.log)']);
+  t.match(errors.summary, /gate: HARNESS ERROR \(exit 2\)/);
+
+  const incomplete = gate(run(clean(), { complete: false }));
+  t.equal(incomplete.exitCode, 2);
+  t.match(incomplete.harnessProblems[0], /did not complete/);
+
+  const both = gate(run([r(CLOSE, 'fail')], { complete: false }));
+  t.equal(both.exitCode, 2, '2 wins over 1');
+  t.equal(both.regressions.length, 1, 'regressions are still reported');
+});
+
+t.test('expectations file: reading and validation', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfio-gate-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+  const good = { schema: 1, known: [{ id: CLOSE, kernel: '7.2*', profile: '*', device: 'mtty-2', status: 'fail', reason: 'mtty keeps migration state across close (kernel bug)' }, { id: 'pasid/*', reason: 'no PASID' }] };
+  t.same(readExpectations(file('good.json', JSON.stringify(good, null, 2))), good);
+  t.same(readExpectations(file('empty-list.json', '{"schema":1,"known":[]}')), { schema: 1, known: [] });
+
+  const bad = (name: string, text: string, re: RegExp): void => {
+    const p = file(name, text);
+    let err: unknown;
+    try { readExpectations(p); } catch (e) { err = e; }
+    t.ok(err instanceof HarnessError, `${name}: HarnessError`);
+    const msg = (err as Error).message;
+    t.match(msg, re, name);
+    t.ok(msg.startsWith(p), `${name}: names the file`);
+    t.notMatch(msg, /\n/, `${name}: one line`);
+    t.equal((err as HarnessError).exitCode, 2);
+  };
+  bad('not-json.json', '{"schema":1,', /not valid JSON/);
+  bad('empty.json', '  \n', /expectations file is empty/);
+  bad('array.json', '[]', /top level: expected an object/);
+  bad('no-schema.json', '{"known":[]}', /schema: missing \(expected "schema": 1\)/);
+  bad('schema-2.json', '{"schema":2,"known":[]}', /schema: unsupported version 2/);
+  bad('no-known.json', '{"schema":1}', /known: expected an array of known failures, missing/);
+  bad('known-object.json', '{"schema":1,"known":{}}', /known: expected an array of known failures, got an object/);
+  bad('extra-top.json', '{"schema":1,"known":[],"knwon":[]}', /knwon: unknown key/);
+  bad('entry-string.json', '{"schema":1,"known":["x"]}', /known\[0\]: expected an object, got string "x"/);
+  bad('no-reason.json', `{"schema":1,"known":[{"id":"${CLOSE}"}]}`, /known\[0\]\.reason: missing \(say why this failure is expected\)/);
+  bad('blank-reason.json', '{"schema":1,"known":[{"id":"x","reason":"  "}]}', /known\[0\]\.reason: expected a non-empty string/);
+  bad('no-id.json', '{"schema":1,"known":[{"reason":"x"},{}]}', /known\[0\]\.id: missing/);
+  bad('id-number.json', '{"schema":1,"known":[{"id":3,"reason":"x"}]}', /known\[0\]\.id: expected a string, got number 3/);
+  bad('bad-status.json', '{"schema":1,"known":[{"id":"x","reason":"y","status":"pass"}]}', /known\[0\]\.status: expected "fail" or "error", got string "pass"/);
+  bad('typo.json', '{"schema":1,"known":[{"id":"x","reason":"y"},{"id":"x","reason":"y","kernal":"7.2*"}]}', /known\[1\]\.kernal: unknown key/);
+  bad('kernel-null.json', '{"schema":1,"known":[{"id":"x","reason":"y","kernel":null}]}', /known\[0\]\.kernel: expected a string, got null/);
+  let missing: unknown;
+  try { readExpectations(join(dir, 'nope.json')); } catch (e) { missing = e; }
+  t.match((missing as Error).message, /nope\.json: expectations file not found/);
+});
