@@ -4,6 +4,7 @@ import { kernelCommand } from './kernel.js';
 import { bootCommand } from './boot.js';
 import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
+import { compareCommand } from './compare.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -14,6 +15,8 @@ Usage:
         Build (or find in the cache) the kernel under test.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
+  vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
+        Compare runs case by case: new failures, fixes, new and vanished cases, changed errnos.
   vfio-conformance profiles [--json]
         List the machine profiles and whether this host can run each.
 
@@ -25,6 +28,7 @@ Cache: ~/.cache/vfio-conformance (set VFIO_CONFORMANCE_CACHE to move it).`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   run: runCommand,
+  compare: compareCommand,
   kernel: kernelCommand,
   boot: bootCommand,
   profiles: profilesCommand,

@@ -13,6 +13,11 @@ import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
 import { ResultsWriter, writeFileAtomicSync } from '../reports/results-file.js';
 import { toJUnit, JUNIT_FILE } from '../reports/junit.js';
+import { renderHtml, HTML_FILE } from '../reports/html.js';
+import { gate, readExpectations } from '../reports/gate.js';
+import { readResults } from '../reports/results-file.js';
+import { resultsPathOf } from './compare.js';
+import { repoPath } from '../harness/util/paths.js';
 import type { CaseResult, RunInfo, Status } from '../reports/schema.js';
 import { SUITES, getSuite } from '../suites/registry.js';
 
@@ -29,9 +34,13 @@ Options:
   --module FILE.ko   replace the in-tree module of the same name in the guest (repeatable)
   --out DIR          run directory (default: runs/<date>-<kernel>)
   --boot-timeout S   seconds to wait for a guest's SSH (default 90)
+  --baseline RUN     a previous run directory: failures that fail the same way there are not regressions
+  --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
+                     this project knows of); --no-expectations to count every failure
 
-Exit code: 0 all cases passed (warnings, skips and expected-unsupported included), 1 a case
-failed or errored, 2 a harness error (nothing could run on some profile).`;
+Exit code (CI gates on it): 0 nothing regressed (passes, warnings, skips, expected-unsupported, and
+failures known from the baseline or the expectations), 1 a regression: a case failed or errored
+that is not known, 2 a harness error (a profile could not run, or the run is incomplete).`;
 
 const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fail', 'error'];
 
@@ -42,11 +51,15 @@ export async function runCommand(argv: string[]): Promise<number> {
       suite: { type: 'string', multiple: true }, profile: { type: 'string', multiple: true },
       kernel: { type: 'string', default: DEFAULT_KERNEL }, accel: { type: 'string', default: 'auto' },
       module: { type: 'string', multiple: true }, out: { type: 'string' }, 'boot-timeout': { type: 'string', default: '90' },
+      baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { process.stdout.write(`${HELP}\n`); return 0; }
   if (!['auto', 'kvm', 'tcg'].includes(values.accel!)) throw new HarnessError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
+  // Read gating inputs first: a typo in --baseline should fail in a second, not after the run.
+  const baseline = values.baseline ? readResults(resultsPathOf(values.baseline)) : undefined;
+  const expectations = values['no-expectations'] ? undefined : readExpectations(values.expectations ?? repoPath('expectations', 'known.json'));
   const suites = (values.suite ?? SUITES.map((s) => s.name)).map(getSuite);
   const profiles = (values.profile ?? DEFAULT_PROFILES).map(getProfile);
   const arches = new Set(profiles.map((p) => p.arch));
@@ -74,7 +87,11 @@ export async function runCommand(argv: string[]): Promise<number> {
     errors: [],
   };
   const writer = new ResultsWriter(outDir, info);
-  const writeJunit = () => writeFileAtomicSync(join(outDir, JUNIT_FILE), toJUnit(writer.snapshot()));
+  const writeJunit = () => {
+    const snap = writer.snapshot();
+    writeFileAtomicSync(join(outDir, JUNIT_FILE), toJUnit(snap));
+    writeFileAtomicSync(join(outDir, HTML_FILE), renderHtml(snap));
+  };
   const unhook = onShutdown(writeJunit);
   process.stderr.write(`run: ${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); writing ${outDir}\n`);
 
@@ -107,7 +124,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   unhook();
   writeJunit();
   const summary = ORDER.filter((s) => counts.get(s)).map((s) => `${counts.get(s)} ${s}`).join(', ') || 'no results';
-  process.stdout.write(`${summary}\nresults: ${join(outDir, 'results.json')}\njunit:   ${join(outDir, JUNIT_FILE)}\n`);
-  if (writer.run.errors.length) return 2;
-  return (counts.get('fail') ?? 0) + (counts.get('error') ?? 0) > 0 ? 1 : 0;
+  const g = gate(writer.snapshot(), { baseline, expectations });
+  process.stdout.write(`${summary}\n${g.summary}\nresults: ${join(outDir, 'results.json')}\njunit:   ${join(outDir, JUNIT_FILE)}\nreport:  ${join(outDir, HTML_FILE)}\n`);
+  const byReason = new Map<string, Set<string>>();
+  for (const k of g.knownFailures) {
+    const why = k.known?.reason ?? '';
+    byReason.set(why, (byReason.get(why) ?? new Set()).add(k.id));
+  }
+  for (const [why, ids] of byReason) process.stderr.write(`  known (${ids.size} case${ids.size > 1 ? 's' : ''}: ${[...ids].slice(0, 3).join(', ')}${ids.size > 3 ? ', ...' : ''}): ${why}\n`);
+  for (const r of g.regressions) process.stderr.write(`  REGRESSION: ${r.id} (${r.profile}): ${r.status}\n`);
+  return g.exitCode;
 }
