@@ -5,6 +5,7 @@ import { bootCommand } from './boot.js';
 import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
+import { replayCommand } from './replay.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -17,6 +18,8 @@ Usage:
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
   vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
         Compare runs case by case: new failures, fixes, new and vanished cases, changed errnos.
+  vfio-conformance replay BUNDLE
+        Play back a failed case from its reproducer bundle and show where replies differ.
   vfio-conformance profiles [--json]
         List the machine profiles and whether this host can run each.
 
@@ -29,6 +32,7 @@ Cache: ~/.cache/vfio-conformance (set VFIO_CONFORMANCE_CACHE to move it).`;
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   run: runCommand,
   compare: compareCommand,
+  replay: replayCommand,
   kernel: kernelCommand,
   boot: bootCommand,
   profiles: profilesCommand,

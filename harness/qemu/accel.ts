@@ -86,5 +86,6 @@ export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: 
 export function readCachedAccel(arch: Arch): string | undefined {
   const prefix = `${release()}|${arch.name}|`;
   const hit = Object.entries(readVerdicts()).find(([k]) => k.startsWith(prefix));
-  return hit ? `${hit[1].accel} (probed: ${hit[1].reason})` : undefined;
+  if (!hit) return undefined;
+  return hit[1].accel === 'kvm' ? 'kvm (probe boot ok)' : 'tcg (KVM probe boot failed)';
 }

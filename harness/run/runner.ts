@@ -1,5 +1,6 @@
 import { join, relative } from 'node:path';
-import { AgentClient, AgentGone, formatExchange } from '../agent/client.js';
+import { AgentClient, AgentGone, formatExchange, type Exchange } from '../agent/client.js';
+import { writeBundle, type ReproEnv } from './repro.js';
 import type { Target } from '../target/target.js';
 import type { Suite, CaseDef, CaseOutcome } from '../../suites/types.js';
 import { judgeFaults } from '../../suites/types.js';
@@ -27,7 +28,7 @@ const NO_DEVICE: DeviceInfo = { driver: 'none', class: 'none', id: '-' };
  * kernel log, runs the case with a time limit, attaches the console faults that appeared, and when
  * the machine dies it records that, starts a fresh one and goes on with the next case.
  */
-export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], runDir: string, hooks: RunnerHooks): Promise<void> {
+export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], runDir: string, hooks: RunnerHooks, repro?: ReproEnv): Promise<void> {
   let attempt = 0;
   let target: (Target & { consoleLog?: string }) | undefined;
   let agent: AgentClient | undefined;
@@ -63,10 +64,13 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         }
         let cases: CaseDef<unknown>[];
         let state: unknown;
+        let setupLog: Exchange[];
         try {
+          agent!.takeLog();
           const s = await suite.setup(target!, agent!);
           cases = s.cases;
           state = s.state;
+          setupLog = agent!.takeLog();
         } catch (e) {
           hooks.result(errorResult(`${suite.name}/setup`, suite.name, f.profile, `suite setup failed: ${(e as Error).message}`));
           needFresh = !target!.isAlive() || !agent!.alive;
@@ -77,11 +81,18 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         for (const c of cases) {
           if (done.has(c.id)) continue;
           done.add(c.id);
-          const r = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
+          const { result: r, exchanges } = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
           if (pendingNote) { r.log = [pendingNote, ...(r.log ?? [])]; pendingNote = undefined; }
           const dead = !target!.isAlive() || !agent!.alive;
           if (dead) {
             r.reason = `${r.reason ? `${r.reason}; ` : ''}the machine died or stopped answering during this case (${target!.deathReason() ?? 'agent connection lost'}); a fresh one is used for what follows`;
+          }
+          if (repro && (r.status === 'fail' || r.status === 'error')) {
+            try {
+              r.artifacts.reproducer = relative(runDir, writeBundle(runDir, r, repro, setupLog, exchanges, target!.argv));
+            } catch (e) {
+              r.log = [...(r.log ?? []), `note: could not write the reproducer bundle: ${(e as Error).message}`];
+            }
           }
           hooks.result(r);
           if (dead) { died = true; break; }
@@ -112,7 +123,7 @@ function errorResult(id: string, suite: string, profile: string, reason: string)
   return { id, suite, profile, device: NO_DEVICE, status: 'error', reason, durationMs: 0, faults: [], artifacts: {} };
 }
 
-async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profile: string, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string): Promise<CaseResult> {
+async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profile: string, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string): Promise<{ result: CaseResult; exchanges: Exchange[] }> {
   const notes: string[] = [];
   const started = Date.now();
   let outcome: CaseOutcome;
@@ -130,13 +141,17 @@ async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profi
   if (!target.isAlive() || !agent.alive) await new Promise((r) => setTimeout(r, 1500));
   const faults = target.faultsSince(fmark);
   outcome = judgeFaults(outcome, faults, c.expectedFaults);
-  const log = [...agent.takeLog().map(formatExchange), ...notes];
+  const exchanges = agent.takeLog();
+  const log = [...exchanges.map(formatExchange), ...notes];
   const artifacts: Record<string, string> = {};
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
   return {
-    id: c.id, suite, profile, device: c.device, status: outcome.status, reason: outcome.reason,
-    observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
-    faults, artifacts, log,
+    result: {
+      id: c.id, suite, profile, device: c.device, status: outcome.status, reason: outcome.reason,
+      observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
+      faults, artifacts, log,
+    },
+    exchanges,
   };
 }
 

@@ -1,5 +1,6 @@
-import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { execa, type ResultPromise } from 'execa';
 import type { ClientChannel } from 'ssh2';
 import type { Arch } from '../arch.js';
@@ -51,6 +52,8 @@ export class QemuGuest implements Target {
   readonly consoleLog: string;
   readonly qemuLog: string;
   readonly argv: string[];
+  /** QMP control socket of this QEMU (for tools and for the real-client suite) */
+  qmpSocket?: string;
   /** milliseconds from QEMU start to the ready line, and to the first SSH session */
   readonly timing: { readyMs?: number; sshMs?: number } = {};
   private ssh?: SshSession;
@@ -77,9 +80,11 @@ export class QemuGuest implements Target {
     mkdirSync(o.logDir, { recursive: true });
     const key = await clientKey();
     const port = await freePort();
+    // A unix socket path must fit in 108 bytes: keep it short and out of the (possibly deep) log dir.
+    const qmpSocket = join(tmpdir(), `vfioc-${process.pid}-${port}.qmp`);
     const spec: MachineSpec = {
       arch: o.arch, profile: o.profile, accel: o.accel, kernel: o.kernel, initrd: o.initrd,
-      memMiB: o.memMiB, smp: o.smp, sshPort: port, devices: o.devices,
+      memMiB: o.memMiB, smp: o.smp, sshPort: port, devices: o.devices, qmpSocket,
       append: [`vfioc_key=${key.publicBlob}`, ...(o.append ?? [])],
     };
     const args = qemuArgs(spec);
@@ -96,11 +101,13 @@ export class QemuGuest implements Target {
     }
     live.add(child);
     const g = new QemuGuest(o, child, port, argv, consoleOut);
+    g.qmpSocket = qmpSocket;
     child.stderr?.pipe(qemuErr);
     child.stdout?.on('data', (b: Buffer) => g.onConsole(b.toString('utf8')));
     void child.then((r) => {
       live.delete(child);
       g.exited = r.signal ? `QEMU killed by ${r.signal}` : `QEMU exited with code ${r.exitCode}`;
+      rmSync(qmpSocket, { force: true });
       g.watcher.flush?.();
       consoleOut.end();
     }, (e: Error) => { live.delete(child); g.exited = `QEMU failed: ${e.message}`; });

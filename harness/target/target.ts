@@ -12,6 +12,8 @@ export interface Target {
   readonly name: string;
   /** environment facts for results: kernel release, accel, profile, qemu version ... */
   readonly facts: Record<string, string>;
+  /** the command line that started this machine, when the harness started it (for reproducers) */
+  readonly argv?: string[];
 
   exec(cmd: string, o?: ExecOptions): Promise<ExecResult>;
   upload(data: Buffer, remotePath: string, mode?: number): Promise<void>;

@@ -1,0 +1,75 @@
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { getProfile } from '../harness/qemu/profiles.js';
+import { getArch } from '../harness/arch.js';
+import { prepare, decideAccel } from '../harness/run/prepare.js';
+import { QemuGuest } from '../harness/target/qemu-guest.js';
+import { AgentClient, formatExchange, type AgentReply } from '../harness/agent/client.js';
+import { readBundle } from '../harness/run/repro.js';
+import { getSuite } from '../suites/registry.js';
+import { cachePath } from '../harness/util/paths.js';
+import type { AccelMode } from '../harness/qemu/accel.js';
+
+const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]
+  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<case>/):
+  boot the same kernel and profile, run the suite's setup, send the recorded agent requests in
+  order and print each reply beside the recorded one. Console faults are printed at the end.
+  Exit 0 when every reply matched the recording (the failure reproduced as recorded), 1 when a
+  reply differed, 2 on a harness error.`;
+
+/** Replies are compared on what the kernel said, not on timing or fd numbers the agent allocates. */
+function sameReply(a: AgentReply | undefined, b: AgentReply | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.ok === b.ok && a.err === b.err;
+}
+
+export async function replayCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: { accel: { type: 'string', default: 'auto' }, logs: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help || !positionals[0]) { process.stdout.write(`${HELP}\n`); return values.help ? 0 : 2; }
+  const b = readBundle(positionals[0]);
+  const profile = getProfile(b.profile);
+  const arch = getArch(profile.arch);
+  const p = await prepare({ kernel: b.env.kernelSpec, arch });
+  if (p.kernel.release !== b.env.kernelRelease) process.stderr.write(`replay: note: kernel is ${p.kernel.release}, the bundle was recorded on ${b.env.kernelRelease}\n`);
+  if (p.image.hash !== b.env.imageHash) process.stderr.write('replay: note: the image differs from the recorded one (agent or modules changed)\n');
+  const accel = await decideAccel(values.accel as AccelMode, p, profile);
+  const logDir = values.logs ?? join(cachePath('replays'), `${new Date().toISOString().replace(/[:.]/g, '-')}-${profile.name}`);
+  process.stderr.write(`replay: ${b.id} on ${profile.name} (${accel.accel}), logs in ${logDir}\n`);
+  const g = await QemuGuest.boot({ arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir });
+  let differ = 0;
+  try {
+    const agent = await AgentClient.start(g);
+    await getSuite(b.suite).setup(g, agent);
+    agent.takeLog();
+    await g.mark(`replay ${b.id}`);
+    for (const step of b.steps) {
+      const { id: _id, op, ...args } = step.request as { id: number; op: string };
+      void _id;
+      let reply: AgentReply | undefined;
+      try {
+        reply = await agent.request(op, args);
+      } catch (e) {
+        process.stdout.write(`  ${op}: no reply: ${(e as Error).message}\n`);
+        differ++;
+        break;
+      }
+      const same = sameReply(reply, step.reply);
+      if (!same) differ++;
+      const line = formatExchange({ request: step.request, reply, ms: 0 }).replace(/ \[0 ms\]$/, '');
+      process.stdout.write(`${same ? '  same  ' : '  DIFFERS'} ${line}${same ? '' : `\n          recorded: ${JSON.stringify(step.reply)}`}\n`);
+    }
+    await g.waitExit(1000);
+    for (const f of g.allFaults()) {
+      process.stdout.write(`console fault (${f.kind}) ${f.title}${f.step ? ` [step ${f.step}]` : ''}\n`);
+      for (const l of f.lines) process.stdout.write(`  | ${l}\n`);
+    }
+    agent.close();
+  } finally {
+    await g.close();
+  }
+  process.stdout.write(`${b.steps.length} steps replayed, ${differ} differed from the recording (recorded outcome: ${b.outcome.status}: ${b.outcome.reason ?? ''})\n`);
+  return differ ? 1 : 0;
+}

@@ -1,0 +1,79 @@
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Exchange } from '../agent/client.js';
+import type { CaseResult } from '../../reports/schema.js';
+import { shellQuote } from '../qemu/cmdline.js';
+import { HarnessError } from '../util/errors.js';
+
+/** What a run knows about the environment a bundle must reproduce. */
+export interface ReproEnv {
+  kernelSpec: string;
+  kernelRelease: string;
+  kernelConfig: string;
+  imageHash: string;
+  accel: string;
+}
+
+export interface Bundle {
+  version: 1;
+  id: string;
+  suite: string;
+  profile: string;
+  env: ReproEnv;
+  device: CaseResult['device'];
+  outcome: { status: string; reason?: string; observed?: unknown; expected?: unknown };
+  /** the agent requests of the suite's setup, then of the case, with the replies seen */
+  setup: Exchange[];
+  steps: Exchange[];
+}
+
+export const BUNDLE_FILE = 'bundle.json';
+
+function slug(id: string): string {
+  return id.replace(/->/g, '-to-').replace(/[^A-Za-z0-9._-]+/g, '_');
+}
+
+/**
+ * A folder with everything needed to see a failure again: the exact QEMU command line, the kernel
+ * config, the image hash, the device fingerprint, and the agent requests that led to it.
+ * `vfio-conformance replay DIR` plays it back.
+ */
+export function writeBundle(runDir: string, r: CaseResult, env: ReproEnv, setup: Exchange[], steps: Exchange[], argv?: string[]): string {
+  const dir = join(runDir, 'repro', r.profile, slug(r.id));
+  mkdirSync(dir, { recursive: true });
+  const b: Bundle = {
+    version: 1, id: r.id, suite: r.suite, profile: r.profile, env, device: r.device,
+    outcome: { status: r.status, reason: r.reason, observed: r.observed, expected: r.expected },
+    setup, steps,
+  };
+  writeFileSync(join(dir, BUNDLE_FILE), `${JSON.stringify(b, null, 2)}\n`);
+  if (argv) writeFileSync(join(dir, 'qemu-cmdline.txt'), `${shellQuote(argv)}\n`);
+  if (existsSync(env.kernelConfig)) copyFileSync(env.kernelConfig, join(dir, 'kernel.config'));
+  writeFileSync(join(dir, 'agent-script.jsonl'), [...setup, ...steps].map((e) => JSON.stringify(e.request)).join('\n') + '\n');
+  writeFileSync(join(dir, 'device-fingerprint.json'), `${JSON.stringify(r.device, null, 2)}\n`);
+  writeFileSync(join(dir, 'README.txt'), [
+    `Reproducer for ${r.id} on ${r.profile} (${r.status}): ${r.reason ?? ''}`,
+    '',
+    `kernel ${env.kernelRelease} (${env.kernelSpec}), image ${env.imageHash.slice(0, 16)}, accel ${env.accel}`,
+    '',
+    'Replay it:   vfio-conformance replay .',
+    'It boots the same kernel and profile, runs the suite setup, sends the requests in',
+    'agent-script.jsonl after the setup ones, and shows where the replies differ from the ones recorded.',
+    'qemu-cmdline.txt is the exact command line of the guest the case ran in.',
+    '',
+  ].join('\n'));
+  return dir;
+}
+
+export function readBundle(path: string): Bundle {
+  const file = existsSync(join(path, BUNDLE_FILE)) ? join(path, BUNDLE_FILE) : path;
+  if (!existsSync(file)) throw new HarnessError(`no reproducer bundle at ${path} (expected ${BUNDLE_FILE})`);
+  let b: Bundle;
+  try {
+    b = JSON.parse(readFileSync(file, 'utf8')) as Bundle;
+  } catch (e) {
+    throw new HarnessError(`${file}: not a valid bundle (${(e as Error).message})`);
+  }
+  if (b.version !== 1 || !Array.isArray(b.steps) || !b.env?.kernelSpec) throw new HarnessError(`${file}: not a reproducer bundle this tool reads`);
+  return b;
+}
