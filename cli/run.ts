@@ -107,6 +107,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       }),
     }, suites, outDir, {
       result: (r: CaseResult) => {
+        // A driver developer's module is part of what was tested: every result names it.
+        if (p.image.replaced.length && r.device.class !== 'none') r.device.modules = p.image.replaced;
         writer.add(r);
         counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
         if (r.status !== 'pass') process.stderr.write(`  ${r.status.toUpperCase().padEnd(8)} ${profile.name} ${r.id}${r.reason ? `: ${r.reason.slice(0, 300)}` : ''}\n`);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execa } from 'execa';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { prepare } from '../../harness/run/prepare.js';
@@ -85,4 +85,31 @@ t.test('bad input: one clear line, exit 2, no QEMU', async (t) => {
     t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
   }
   t.equal(await qemuCount(), before);
+});
+
+t.test('--module puts a driver developer\'s module in place of the in-tree one, and it is the one loaded', async (t) => {
+  const p = await prepare({});
+  // A real out-of-tree build: mtty.c with one line added (so its srcversion differs from the
+  // in-tree module's), compiled with M= against the kernel under test's build directory.
+  const dir = mkdtempSync(join(tmpdir(), 'vfioc-mod-'));
+  writeFileSync(join(dir, 'mtty.c'), `${readFileSync(join(p.kernel.sourceDir, 'samples', 'vfio-mdev', 'mtty.c'), 'utf8')}\nMODULE_INFO(vfioc_test, "out-of-tree");\n`);
+  writeFileSync(join(dir, 'Makefile'), 'obj-m := mtty.o\n');
+  const obj = join(p.kernel.image, '..', '..', 'obj');
+  const mk = await execa('make', ['-C', obj, `M=${dir}`, 'modules'], { reject: false });
+  t.equal(mk.exitCode, 0, mk.stderr.slice(-500));
+  const mine = join(dir, 'mtty.ko');
+  const withMod = await prepare({ modules: [mine] });
+  t.equal(withMod.image.replaced.length, 1);
+  t.equal(withMod.image.replaced[0]!.name, 'mtty');
+  t.match(withMod.image.replaced[0]!.sha256, /^[0-9a-f]{64}$/);
+  const src = withMod.image.replaced[0]!.srcversion;
+  t.ok(src, 'srcversion recorded');
+  const inTree = await execa('modinfo', ['-F', 'srcversion', '-b', p.kernel.modulesDir, '-k', p.kernel.release, 'mtty'], { reject: false });
+  t.not(src, inTree.stdout.trim(), 'differs from the in-tree module');
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--module', mine, '--logs', join(logs, 'module'), '--', 'modprobe mtty && cat /sys/module/mtty/srcversion'], { reject: false });
+  t.equal(r.exitCode, 0, r.stderr);
+  t.equal(r.stdout.trim(), src, 'the guest loaded the out-of-tree module');
+  const bad = await execa('node', [cli, 'boot', '--module', '/nonexistent/x.ko', '--', 'true'], { reject: false });
+  t.equal(bad.exitCode, 2);
+  t.match(bad.stderr, /module not found: \/nonexistent\/x\.ko/);
 });
