@@ -1,9 +1,10 @@
 import type { Suite } from './types.js';
 import { migrationSuite } from './migration/index.js';
+import { kselftestSuite } from './kselftest/index.js';
 import { HarnessError } from '../harness/util/errors.js';
 
 /** Every suite `run` knows, in default run order. */
-export const SUITES: Suite<unknown>[] = [migrationSuite as Suite<unknown>];
+export const SUITES: Suite<unknown>[] = [migrationSuite as Suite<unknown>, kselftestSuite as Suite<unknown>];
 
 export function getSuite(name: string): Suite<unknown> {
   const s = SUITES.find((x) => x.name === name);

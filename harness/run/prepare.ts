@@ -2,6 +2,7 @@ import { ARCHES, type Arch } from '../arch.js';
 import { buildKernel, type KernelBuild } from '../kernel/build.js';
 import { buildInitramfs, type Image } from '../../images/initramfs/build.js';
 import { buildAgent } from '../../images/agent/build.js';
+import { buildSelftests, GUEST_DIR, type SelftestBuild } from '../../images/kselftest/build.js';
 import { cachePath } from '../util/paths.js';
 import { Progress } from '../util/progress.js';
 import { chooseAccel, qemuVersion, type AccelMode } from '../qemu/accel.js';
@@ -21,6 +22,13 @@ export interface Prepared {
   kernel: KernelBuild;
   agent: { path: string; sha256: string };
   image: Image;
+  /**
+   * The kernel's own selftests (tools/testing/selftests/iommu, .../vfio), built statically from the
+   * same tree and installed in the image under /opt/kselftest/<dir>/<program>, with
+   * /opt/kselftest/manifest.json saying what is there and what did not build (the kselftest suite
+   * reads it, so a tree whose selftests do not compile gives a failed result, not a missing suite).
+   */
+  selftests: SelftestBuild;
 }
 
 /** Everything a guest boot needs, built or taken from the cache: kernel, agent, initramfs. */
@@ -29,10 +37,19 @@ export async function prepare(o: PrepareOptions): Promise<Prepared> {
   const kernel = await buildKernel({ kernel: o.kernel, arch, extraFragments: o.extraFragments, jobs: o.jobs });
   if (kernel.cached) process.stderr.write(`kernel: ${kernel.release} (${kernel.sourceId}, cached)\n`);
   const agent = await buildAgent({ headersDir: kernel.headersDir, outDir: cachePath('agents'), cc: arch.cc });
+  const st = new Progress('kselftest');
+  const selftests = await buildSelftests(kernel, cachePath('kselftest'));
+  if (!selftests.cached) {
+    st.done(`${selftests.binaries.length} programs${selftests.errors.map((e) => `; ${e.message} (see ${e.log})`).join('')}`);
+  }
+  const files = [
+    { guestPath: `${GUEST_DIR.slice(1)}/manifest.json`, hostPath: selftests.manifest, mode: 0o644 },
+    ...selftests.binaries.map((b) => ({ guestPath: `${GUEST_DIR.slice(1)}/${b.name}`, hostPath: b.path, mode: 0o755 })),
+  ];
   const p = new Progress('image');
-  const image = await buildInitramfs({ kernel, agent: agent.path, modules: o.modules });
+  const image = await buildInitramfs({ kernel, agent: agent.path, modules: o.modules, files });
   p.done(`${image.cached ? 'cached' : 'built'} ${image.hash.slice(0, 12)}`);
-  return { arch, kernel, agent, image };
+  return { arch, kernel, agent, image, selftests };
 }
 
 /** The accelerator for this host, decided by a probe boot of the prepared kernel (cached). */

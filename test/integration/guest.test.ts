@@ -13,8 +13,9 @@ import { repoPath } from '../../harness/util/paths.js';
 const cli = repoPath('dist', 'cli', 'main.js');
 const logs = mkdtempSync(join(tmpdir(), 'vfioc-guest-'));
 
-async function qemuCount(): Promise<number> {
-  const r = await execa('pgrep', ['-c', '-f', 'qemu-system-x86_64 -nodefaults'], { reject: false });
+/** QEMUs started by the harness process `pid` (their QMP socket is named after it) that are still running. */
+async function leftoverQemu(pid: number | undefined): Promise<number> {
+  const r = await execa('pgrep', ['-c', '-f', `qemu-system-x86_64 .*vfioc-${pid}-`], { reject: false });
   return Number(String(r.stdout).trim() || '0');
 }
 
@@ -53,13 +54,13 @@ t.test('every x86 profile boots, shows its IOMMU, has /dev/iommu and /dev/vfio, 
 });
 
 t.test('a guest that panics: the harness reports the panic with its lines, exits non-zero, leaves no QEMU', async (t) => {
-  const before = await qemuCount();
-  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'panic'), '--', 'echo c > /proc/sysrq-trigger'], { reject: false });
+  const sub = execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'panic'), '--', 'echo c > /proc/sysrq-trigger'], { reject: false });
+  const r = await sub;
   t.not(r.exitCode, 0, 'non-zero exit');
   t.match(r.stderr, /console fault \(panic\) Kernel panic - not syncing: sysrq triggered crash/);
   t.match(r.stderr, /guest died/);
   t.match(r.stderr, /\| .*sysrq/i, 'the panic lines are printed');
-  t.equal(await qemuCount(), before, 'no QEMU left behind');
+  t.equal(await leftoverQemu(sub.pid), 0, 'no QEMU left behind');
 });
 
 t.test('boot runs a command and returns its exit code and output', async (t) => {
@@ -69,7 +70,6 @@ t.test('boot runs a command and returns its exit code and output', async (t) => 
 });
 
 t.test('bad input: one clear line, exit 2, no QEMU', async (t) => {
-  const before = await qemuCount();
   const cases: [string[], RegExp][] = [
     [['boot', '--profile', 'smmu', '--', 'true'], /unknown profile 'smmu' \(known: none, intel-iommu/],
     [['boot', '--kernel', '/nonexistent/linux', '--', 'true'], /kernel tree not found: \/nonexistent\/linux/],
@@ -79,12 +79,13 @@ t.test('bad input: one clear line, exit 2, no QEMU', async (t) => {
     [['frobnicate'], /unknown command 'frobnicate'/],
   ];
   for (const [args, re] of cases) {
-    const r = await execa('node', [cli, ...args], { reject: false });
+    const sub = execa('node', [cli, ...args], { reject: false });
+    const r = await sub;
     t.equal(r.exitCode, 2, args.join(' '));
     t.match(r.stderr, re, args.join(' '));
     t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
+    t.equal(await leftoverQemu(sub.pid), 0, 'no QEMU left behind');
   }
-  t.equal(await qemuCount(), before);
 });
 
 t.test('--module puts a driver developer\'s module in place of the in-tree one, and it is the one loaded', async (t) => {

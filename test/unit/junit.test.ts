@@ -7,25 +7,12 @@ import { repoPath } from '../../harness/util/paths.js';
 import { MAX_TEXT_BYTES, sanitizeXmlText, toJUnit, truncateMiddle, writeJUnit } from '../../reports/junit.js';
 import { validateResults } from '../../reports/results-file.js';
 import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '../../reports/schema.js';
+import { runInfo as baseRunInfo } from '../helpers/results.js';
 
 const XSD = repoPath('test', 'fixtures', 'junit', 'jenkins-junit.xsd');
 
 function runInfo(over: Partial<RunInfo> = {}): RunInfo {
-  return {
-    tool: { name: 'vfio-conformance', version: '0.1.0' },
-    startedAt: '2025-01-02T03:04:05.678Z',
-    endedAt: '2025-01-02T03:14:05.678Z',
-    complete: true,
-    host: { hostname: 'ci-1', arch: 'x86_64', cpus: 2 },
-    qemu: { version: '9.2.0', binary: '/usr/bin/qemu-system-x86_64' },
-    accel: 'tcg',
-    kernel: { release: '6.12.9', sourceId: 'debian:linux-source-6.12', configHash: 'c0ffee', arch: 'x86_64' },
-    profiles: ['q35-vtd', 'virt-smmuv3'],
-    suites: ['migration', 'pasid'],
-    target: { kind: 'qemu' },
-    errors: [],
-    ...over,
-  };
+  return baseRunInfo({ ...over });
 }
 
 const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2', fingerprint: { flags: ['STOP_COPY', 'P2P', 'PRE_COPY'], dataSize: 4096 } };
