@@ -81,3 +81,24 @@ t.test('gating without expectations: the same failures are regressions (exit 1),
   t.equal(badBase.exitCode, 2);
   t.match(badBase.stderr, /nonexistent/);
 });
+
+t.test('a run interrupted half-way leaves valid results, JUnit and HTML for what it did, and no QEMU', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfioc-int-'));
+  const sub = execa('node', [repoPath('dist', 'cli', 'main.js'), 'run', '--suite', 'migration', '--profile', 'none', '--accel', 'tcg', '--out', dir], { reject: false });
+  const deadline = Date.now() + 120_000;
+  let seen = 0;
+  while (Date.now() < deadline && seen < 20) {
+    await new Promise((r) => setTimeout(r, 250));
+    try { seen = readResults(join(dir, 'results.json')).results.length; } catch { /* not written yet */ }
+  }
+  t.ok(seen >= 20, `run got going (${seen} results)`);
+  sub.kill('SIGINT');
+  const r = await sub;
+  t.equal(r.exitCode, 130, 'exit code of an interrupted run');
+  const res = readResults(join(dir, 'results.json'));
+  t.equal(res.run.complete, false, 'marked incomplete');
+  t.ok(res.results.length >= seen, 'nothing recorded was lost');
+  t.ok(existsSync(join(dir, 'junit.xml')) && existsSync(join(dir, 'index.html')), 'reports written on the way out');
+  const q = await execa('pgrep', ['-c', '-f', `qemu-system-x86_64 .*vfioc-${sub.pid}-`], { reject: false });
+  t.equal(String(q.stdout).trim(), '0', 'no QEMU left behind');
+});
