@@ -8,6 +8,8 @@ import { QemuGuest } from '../../harness/target/qemu-guest.js';
 import { PROFILES } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { repoPath } from '../../harness/util/paths.js';
+import { QmpClient } from '../../harness/qemu/qmp.js';
+import { getProfile } from '../../harness/qemu/profiles.js';
 
 // Real kernel, real QEMU, real SSH: the first run builds the default kernel (minutes), later runs hit the cache.
 const cli = repoPath('dist', 'cli', 'main.js');
@@ -113,4 +115,22 @@ t.test('--module puts a driver developer\'s module in place of the in-tree one, 
   const bad = await execa('node', [cli, 'boot', '--module', '/nonexistent/x.ko', '--', 'true'], { reject: false });
   t.equal(bad.exitCode, 2);
   t.match(bad.stderr, /module not found: \/nonexistent\/x\.ko/);
+});
+
+t.test('QMP: the guest\'s control socket answers our client, with events', async (t) => {
+  const p = await prepare({});
+  const g = await QemuGuest.boot({ arch: ARCHES.x86_64, profile: getProfile('none'), accel: 'tcg', kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir: join(logs, 'qmp') });
+  try {
+    const q = await QmpClient.connect(g.qmpSocket!);
+    t.equal((await q.execute('query-status')).status, 'running');
+    await q.execute('stop');
+    await q.waitEvent('STOP', () => true, 5000);
+    t.equal((await q.execute('query-status')).status, 'paused');
+    await q.execute('cont');
+    await q.waitEvent('RESUME', () => true, 5000);
+    t.equal((await g.exec('echo alive', { timeoutMs: 10_000 })).stdout.trim(), 'alive', 'the guest runs again');
+    q.close();
+  } finally {
+    await g.close();
+  }
 });
