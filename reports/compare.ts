@@ -304,15 +304,46 @@ export function formatCompareText(c: Comparison): string {
   }
   out.push(`Changed cases (${changed.length} of ${c.rows.length}):`);
   const header = ['CASE', 'PROFILE', 'DEVICE', ...c.runs.map((r) => r.tag), 'CHANGE'];
-  const table = changed.map((r) => [clip(r.occurrence > 1 ? `${r.id} #${r.occurrence}` : r.id, 72), clip(r.profile, 20), clip(r.device, 20), ...r.statuses.map(statusText), changeText(c, r)]);
+  // A suite that appears or disappears as a whole (255 selftests on a newer kernel) is one line, not 255.
+  const { shown, groups } = groupAppearing(changed);
+  const table = shown.map((r) => [clip(r.occurrence > 1 ? `${r.id} #${r.occurrence}` : r.id, 72), clip(r.profile, 20), clip(r.device, 20), ...r.statuses.map(statusText), changeText(c, r)]);
+  for (const g of groups) {
+    table.push([clip(`${g.prefix}/* (${g.rows.length} cases)`, 72), clip(g.rows[0]!.profile, 20), clip(g.rows[0]!.device, 20), ...g.rows[0]!.statuses.map((s) => (s === null ? '-' : 'various')), changeText(c, g.rows[0]!)]);
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const line = (cells: string[]): string => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd();
   out.push(line(header));
-  changed.forEach((r, n) => {
+  shown.forEach((r, n) => {
     out.push(line(table[n]!));
     for (const k of changedKeys(r)) out.push(`    ${k}: ${keyAcross(r, k).join(' → ')}`);
   });
+  groups.forEach((_, n) => out.push(line(table[shown.length + n]!)));
   return `${out.join('\n')}\n`;
+}
+
+const GROUP_MIN = 8;
+
+/**
+ * New and vanished cases that share an id prefix (all but the last path component), profile,
+ * device and class are folded into one group once there are GROUP_MIN of them; everything else,
+ * and every status or observed change, stays a row of its own.
+ */
+function groupAppearing(rows: CompareRow[]): { shown: CompareRow[]; groups: { prefix: string; rows: CompareRow[] }[] } {
+  const buckets = new Map<string, CompareRow[]>();
+  for (const r of rows) {
+    if (r.class !== 'new-case' && r.class !== 'vanished') continue;
+    const prefix = r.id.includes('/') ? r.id.slice(0, r.id.lastIndexOf('/')) : r.id;
+    const key = JSON.stringify([prefix, r.profile, r.device, r.class]);
+    buckets.set(key, [...(buckets.get(key) ?? []), r]);
+  }
+  const groups: { prefix: string; rows: CompareRow[] }[] = [];
+  const folded = new Set<CompareRow>();
+  for (const [key, rs] of buckets) {
+    if (rs.length < GROUP_MIN) continue;
+    groups.push({ prefix: (JSON.parse(key) as string[])[0]!, rows: rs });
+    for (const r of rs) folded.add(r);
+  }
+  return { shown: rows.filter((r) => !folded.has(r)), groups };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -274,3 +274,14 @@ t.test('vfio-conformance compare', async (t) => {
   await bad([runA, runB, '--bogus'], /compare: Unknown option '--bogus'.*--help/, 'unknown option');
   await bad([runA, runB, '--html'], /compare: .*--html.*--help/, '--html without a value');
 });
+
+t.test('text output folds a suite that appears as a whole into one line, but not a handful of cases', async (t) => {
+  const base = [r('migration/arc/A->B', 'pass')];
+  const many = Array.from({ length: 20 }, (_, i) => r(`kselftest/iommu/iommufd/t${i}`, 'pass'));
+  const few = Array.from({ length: 3 }, (_, i) => r(`dirty/type1/c${i}`, 'pass'));
+  const text = formatCompareText(compareRuns([{ label: 'A', res: run('6.12', base) }, { label: 'B', res: run('7.2', [...base, ...many, ...few]) }]));
+  t.match(text, /kselftest\/iommu\/iommufd\/\* \(20 cases\)/);
+  t.notMatch(text, /kselftest\/iommu\/iommufd\/t7\b/, 'the folded cases are not listed one by one');
+  t.match(text, /dirty\/type1\/c0/, 'three new cases stay rows of their own');
+  t.match(text, /Changed cases \(23 of 24\)/, 'the count still counts every case');
+});
