@@ -6,6 +6,7 @@ import { DEFAULT_PROFILES, getProfile } from '../harness/qemu/profiles.js';
 import { getArch } from '../harness/arch.js';
 import { prepare, decideAccel } from '../harness/run/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
+import { rootfsMachine } from '../images/rootfs/build.js';
 import { runProfile } from '../harness/run/runner.js';
 import { HarnessError } from '../harness/util/errors.js';
 import { onShutdown } from '../harness/util/shutdown.js';
@@ -20,6 +21,7 @@ import { resultsPathOf } from './compare.js';
 import { repoPath } from '../harness/util/paths.js';
 import type { CaseResult, RunInfo, Status } from '../reports/schema.js';
 import { SUITES, getSuite } from '../suites/registry.js';
+import { checkLabFlags, runOnLabHost } from './run-lab.js';
 
 const HELP = `vfio-conformance run [options]
   Build the kernel under test (cached), boot it behind each profile's emulated IOMMU and run the
@@ -38,6 +40,18 @@ Options:
   --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
                      this project knows of); --no-expectations to count every failure
 
+Lab host (instead of booting a guest):
+  --target ssh://USER@HOST[:PORT]   run the suites on this machine over SSH (root)
+  --device BDF[,driver=D][,vfs=N]   a device to test (repeatable): bind it to D (default vfio-pci,
+                     or a variant driver such as mlx5_vfio_pci); with vfs=N create N VFs on this PF
+                     and bind those. The original bindings are restored at the end, on error and on
+                     Ctrl-C. No other device is touched.
+  --identity FILE    SSH private key (default ~/.ssh/id_ed25519 or id_rsa; ssh-agent via SSH_AUTH_SOCK)
+  --known-hosts FILE host keys to trust (default ~/.ssh/known_hosts); a changed key is always refused
+  --accept-new-host-key  add the key of a host not yet in --known-hosts (explicit opt-in)
+  --dry-run          print what would be created, bound and restored, change nothing
+  (--kernel names the kernel whose uapi headers the static agent is built against)
+
 Exit code (CI gates on it): 0 nothing regressed (passes, warnings, skips, expected-unsupported, and
 failures known from the baseline or the expectations), 1 a regression: a case failed or errored
 that is not known, 2 a harness error (a profile could not run, or the run is incomplete).`;
@@ -52,15 +66,25 @@ export async function runCommand(argv: string[]): Promise<number> {
       kernel: { type: 'string', default: DEFAULT_KERNEL }, accel: { type: 'string', default: 'auto' },
       module: { type: 'string', multiple: true }, out: { type: 'string' }, 'boot-timeout': { type: 'string', default: '90' },
       baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
+      target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
+      'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { process.stdout.write(`${HELP}\n`); return 0; }
+  checkLabFlags(values);
   if (!['auto', 'kvm', 'tcg'].includes(values.accel!)) throw new HarnessError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
   // Read gating inputs first: a typo in --baseline should fail in a second, not after the run.
   const baseline = values.baseline ? readResults(resultsPathOf(values.baseline)) : undefined;
   const expectations = values['no-expectations'] ? undefined : readExpectations(values.expectations ?? repoPath('expectations', 'known.json'));
   const suites = (values.suite ?? SUITES.map((s) => s.name)).map(getSuite);
+  if (values.target) {
+    return runOnLabHost({
+      target: values.target, devices: values.device ?? [], identity: values.identity, knownHosts: values['known-hosts'],
+      acceptNewHostKey: values['accept-new-host-key'] ?? false, dryRun: values['dry-run'] ?? false,
+      kernel: values.kernel!, out: values.out, suites, baseline, expectations,
+    });
+  }
   const profiles = (values.profile ?? DEFAULT_PROFILES).map(getProfile);
   const arches = new Set(profiles.map((p) => p.arch));
   if (arches.size > 1) throw new HarnessError(`profiles of different architectures in one run: ${[...arches].join(', ')}`);
@@ -68,6 +92,13 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   const started = new Date();
   const p = await prepare({ kernel: values.kernel, arch, modules: values.module });
+  // A suite that needs more than the standard guest (the real-client suite: a Debian rootfs with a
+  // QEMU >= 8.0 over virtio-9p, and memory for nested QEMUs) gets it for the whole run: the share and
+  // the memory are harmless to the other suites.
+  const wants = suites.map((s) => s.machine).filter((m) => m !== undefined);
+  const rootfs = wants.some((m) => m.rootfs === 'debian-qemu') ? await rootfsMachine() : undefined;
+  const memMiB = Math.max(0, ...wants.map((m) => m.memMiB ?? 0)) || undefined;
+  const smp = Math.max(0, ...wants.map((m) => m.smp ?? 0)) || undefined;
   const accel = await decideAccel(values.accel as AccelMode, p, profiles[0]!);
   const outDir = resolve(values.out ?? join('runs', `${started.toISOString().replace(/[:.]/g, '-').slice(0, 19)}-${p.kernel.release}`));
   mkdirSync(outDir, { recursive: true });
@@ -103,7 +134,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       start: async (attempt) => QemuGuest.boot({
         arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
         logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: Number(values['boot-timeout']) * 1000,
-        facts: { kernel: p.kernel.release },
+        memMiB, smp, qemuArgs: rootfs?.qemuArgs,
+        facts: { kernel: p.kernel.release, ...(rootfs ? { rootfs: rootfs.rootfs.key, nestedQemu: rootfs.rootfs.qemuVersion } : {}) },
       }),
     }, suites, outDir, {
       result: (r: CaseResult) => {

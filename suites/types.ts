@@ -36,12 +36,25 @@ export interface SetupResult<S> {
 }
 
 /**
+ * What a suite needs of the guest beyond the standard one. The harness honours it when it boots
+ * the guest (cli/run.ts); the suite itself never starts a machine.
+ */
+export interface SuiteMachine {
+  /** a second image served to the guest over virtio-9p (images/rootfs): 'debian-qemu' holds a QEMU >= 8.0 */
+  rootfs?: 'debian-qemu';
+  memMiB?: number;
+  smp?: number;
+}
+
+/**
  * A suite: sets up a fresh target (devices, modules) and lists its cases. The runner may call
  * setup more than once: after a case kills the guest, a new guest is booted and the suite is set
  * up again, and the remaining cases run there.
  */
 export interface Suite<S = unknown> {
   name: string;
+  /** the guest this suite needs, when the standard one is not enough */
+  machine?: SuiteMachine;
   setup(target: Target, agent: AgentClient): Promise<SetupResult<S>>;
   teardown?(state: S, target: Target, agent: AgentClient): Promise<void>;
 }

@@ -97,8 +97,11 @@ export class AgentClient {
 
   request(op: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<AgentReply> {
     if (this.closedWhy) return Promise.reject(new AgentGone(this.closedWhy));
+    // An argument named id or op would overwrite the envelope: the reply would never match and the
+    // call would look like a hang 30 s later. Fail now, naming the mistake.
+    if ('id' in args || 'op' in args) return Promise.reject(new HarnessError(`agent request ${op}: arguments may not be named 'id' or 'op'`));
     const id = this.nextId++;
-    const request = { id, op, ...args };
+    const request = { ...args, id, op };
     const ex: Exchange = { request, ms: 0 };
     this.log.push(ex);
     const t0 = performance.now();

@@ -1,4 +1,5 @@
 import { createConnection, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { HarnessError } from '../util/errors.js';
 
 /** The commands the harness uses, with their arguments and return shapes (QEMU's QAPI schema). */
@@ -60,7 +61,7 @@ export class QmpClient {
   readonly events: QmpEvent[] = [];
   greeting?: { QMP: { version: unknown; capabilities: unknown[] } };
 
-  private constructor(private readonly sock: Socket) {
+  private constructor(private readonly sock: Duplex) {
     sock.setEncoding('utf8');
     sock.on('data', (s: string) => this.onData(s));
     sock.on('close', () => this.fail('QMP socket closed'));
@@ -81,13 +82,34 @@ export class QmpClient {
     return c;
   }
 
+  /**
+   * Speak QMP over any duplex byte stream instead of a unix socket: e.g. an SSH exec channel whose
+   * command is a QEMU started with `-qmp stdio` inside the target (the real-client suite's nested
+   * QEMUs). Reads the greeting and leaves capabilities negotiation mode, as connect() does.
+   */
+  static async fromStream(stream: Duplex, timeoutMs = 10_000): Promise<QmpClient> {
+    const c = new QmpClient(stream);
+    try {
+      await c.waitGreeting(timeoutMs);
+      await c.execute('qmp_capabilities', {}, timeoutMs);
+    } catch (e) {
+      c.close();
+      throw e;
+    }
+    return c;
+  }
+
   private greetingWaiter?: () => void;
+  private greetingFailed?: (why: string) => void;
 
   private waitGreeting(timeoutMs: number): Promise<void> {
     if (this.greeting) return Promise.resolve();
+    if (this.closedWhy) return Promise.reject(new HarnessError(`QMP: no greeting: ${this.closedWhy}`));
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new HarnessError(`QMP: no greeting within ${timeoutMs} ms`)), timeoutMs);
       this.greetingWaiter = () => { clearTimeout(t); resolve(); };
+      // a stream that ends before the greeting (the QEMU behind it exited) fails at once, not at the timeout
+      this.greetingFailed = (why) => { clearTimeout(t); reject(new HarnessError(`QMP: no greeting: ${why}`)); };
     });
   }
 
@@ -142,6 +164,7 @@ export class QmpClient {
   private fail(why: string): void {
     if (this.closedWhy) return;
     this.closedWhy = why;
+    if (!this.greeting) this.greetingFailed?.(why);
     for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new HarnessError(`QMP ${p.command}: ${why}`)); }
     this.pending.clear();
     for (const w of this.waiters) { clearTimeout(w.timer); w.reject(new HarnessError(`QMP: waiting for ${w.name}: ${why}`)); }

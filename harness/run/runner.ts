@@ -40,7 +40,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
     agent = undefined;
     try {
       target = await f.start(attempt++);
-      agent = await AgentClient.start(target);
+      agent = await AgentClient.start(target, target.agentPath);
       return true;
     } catch (e) {
       hooks.error({ profile: f.profile, message: (e as Error).message, log: e instanceof HarnessError ? e.log : undefined });

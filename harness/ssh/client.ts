@@ -5,7 +5,10 @@ export interface SshTarget {
   host: string;
   port: number;
   username: string;
-  privateKey: Buffer | string;
+  /** a private key (key auth); may be left out when `agent` is given */
+  privateKey?: Buffer | string;
+  /** an ssh-agent socket (SSH_AUTH_SOCK) to authenticate with */
+  agent?: string;
   /**
    * The host key the server must present, as an OpenSSH public key line ("ssh-ed25519 AAAA...").
    * Nothing else is accepted: there is no silent trust.
@@ -52,6 +55,7 @@ export class SshSession {
         port: t.port,
         username: t.username,
         privateKey: t.privateKey,
+        agent: t.agent,
         readyTimeout: readyTimeoutMs,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 6,

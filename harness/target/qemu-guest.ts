@@ -32,6 +32,12 @@ export interface GuestOptions {
   smp?: number;
   devices?: string[];
   append?: string[];
+  /**
+   * extra QEMU arguments after the generated ones: e.g. the virtio-9p share of the Debian rootfs
+   * (`-fsdev local,...` + `-device virtio-9p-pci,...`, see images/rootfs) that `-device` alone
+   * cannot express
+   */
+  qemuArgs?: string[];
   facts?: Record<string, string>;
 }
 
@@ -87,7 +93,7 @@ export class QemuGuest implements Target {
       memMiB: o.memMiB, smp: o.smp, sshPort: port, devices: o.devices, qmpSocket,
       append: [`vfioc_key=${key.publicBlob}`, ...(o.append ?? [])],
     };
-    const args = qemuArgs(spec);
+    const args = [...qemuArgs(spec), ...(o.qemuArgs ?? [])];
     const argv = [o.arch.qemuBinary, ...args];
     writeFileSync(join(o.logDir, 'qemu-cmdline.txt'), `${shellQuote(argv)}\n`);
     const consoleOut = createWriteStream(join(o.logDir, 'console.log'));

@@ -14,6 +14,8 @@ export interface Target {
   readonly facts: Record<string, string>;
   /** the command line that started this machine, when the harness started it (for reproducers) */
   readonly argv?: string[];
+  /** where the agent runs on this machine, when not at the image's /usr/bin/vfio-agent (a lab host gets an uploaded copy) */
+  readonly agentPath?: string;
 
   exec(cmd: string, o?: ExecOptions): Promise<ExecResult>;
   upload(data: Buffer, remotePath: string, mode?: number): Promise<void>;

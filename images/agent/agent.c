@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -918,9 +919,11 @@ fail:
 
 static void op_open_group(struct ctx *c)
 {
-	int64_t group = 0;
+	int64_t group = 0, type = VFIO_TYPE1v2_IOMMU;
 	const char *device = NULL;
-	if (!arg_int(c, "group", true, 0, INT_MAX, &group) || !arg_str(c, "device", true, &device))
+	/* iommu_type: VFIO_SET_IOMMU's argument (default type1v2; 1 = type1 v1 for EACCES tests) */
+	if (!arg_int(c, "group", true, 0, INT_MAX, &group) || !arg_str(c, "device", true, &device) ||
+	    !arg_int(c, "iommu_type", false, 0, INT_MAX, &type))
 		return;
 	int container = -1, gfd = -1, dev;
 	char gpath[64];
@@ -939,7 +942,7 @@ static void op_open_group(struct ctx *c)
 		set_errno(c, errno, "ioctl VFIO_GROUP_SET_CONTAINER");
 		goto fail;
 	}
-	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) < 0) {
+	if (ioctl(container, VFIO_SET_IOMMU, (unsigned long)type) < 0) {
 		set_errno(c, errno, "ioctl VFIO_SET_IOMMU");
 		goto fail;
 	}
@@ -1370,6 +1373,900 @@ static void op_fd_ioctl(struct ctx *c)
 	free(payload);
 }
 
+/* ------------------------------------------------------------------ ops: memory for DMA mappings */
+
+/*
+ * Mappings need user memory that outlives the request. The agent mmaps it (anonymous, private,
+ * optionally hugetlb) and keeps it until `mem_free`; the harness holds the address. Nothing is
+ * touched here: pinning (IOAS_MAP, MAP_DMA) faults the pages in.
+ */
+static bool agent_mmap(struct ctx *c, uint64_t length, bool hugetlb, void **out)
+{
+	if (length == 0 || length > (1ull << 40))
+		return badreq(c, "argument 'length' must be in [1, 2^40] to allocate backing memory");
+	int fl = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	if (hugetlb)
+		fl |= MAP_HUGETLB;
+	void *p = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, fl, -1, 0);
+	if (p == MAP_FAILED) {
+		set_errno(c, errno, "mmap %" PRIu64 " bytes%s", length, hugetlb ? " MAP_HUGETLB" : "");
+		return false;
+	}
+	*out = p;
+	return true;
+}
+
+/* `addr` given: use it as is (the kernel judges it); absent: allocate `length` bytes. */
+static bool mapping_memory(struct ctx *c, uint64_t length, void **va)
+{
+	uint64_t addr = 0;
+	bool hugetlb = false;
+	if (!arg_u64(c, "addr", false, UINT64_MAX, &addr) || !arg_bool(c, "hugetlb", false, &hugetlb))
+		return false;
+	if (has_arg(c, "addr")) {
+		*va = (void *)(uintptr_t)addr;
+		return true;
+	}
+	return agent_mmap(c, length, hugetlb, va);
+}
+
+static void op_mem_alloc(struct ctx *c)
+{
+	uint64_t length = 0;
+	bool hugetlb = false;
+	void *p;
+	if (!arg_u64(c, "length", true, UINT64_MAX, &length) || !arg_bool(c, "hugetlb", false, &hugetlb) ||
+	    !agent_mmap(c, length, hugetlb, &p))
+		return;
+	f_u64(c, "addr", (uint64_t)(uintptr_t)p);
+}
+
+static void op_mem_free(struct ctx *c)
+{
+	uint64_t addr = 0, length = 0;
+	if (!arg_u64(c, "addr", true, UINT64_MAX, &addr) || !arg_u64(c, "length", true, UINT64_MAX, &length))
+		return;
+	if (munmap((void *)(uintptr_t)addr, (size_t)length) < 0)
+		set_errno(c, errno, "munmap");
+}
+
+/* Zeroed bitmap buffer of n bytes at a caller-chosen misalignment (offset) inside a page-aligned block. */
+struct bitbuf {
+	void *block;
+	size_t block_len;
+	uint8_t *p;
+	size_t n;
+};
+
+static bool bitbuf_alloc(struct ctx *c, struct bitbuf *b, uint64_t n, uint64_t offset)
+{
+	if (n > (256ull << 20) + 4096 || offset > 65536)
+		return badreq(c, "bitmap of %" PRIu64 " bytes at offset %" PRIu64 " is beyond the agent's limit", n, offset);
+	b->block_len = (size_t)((n + offset + 4095) & ~4095ull);
+	if (b->block_len == 0)
+		b->block_len = 4096;
+	/* mmap: zeroed, and a 256 MiB "size" costs nothing until the kernel writes into it */
+	void *p = mmap(NULL, b->block_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		set_errno(c, errno, "mmap bitmap");
+		return false;
+	}
+	b->block = p;
+	b->p = (uint8_t *)p + offset;
+	b->n = (size_t)n;
+	return true;
+}
+
+static void bitbuf_free(struct bitbuf *b)
+{
+	if (b->block)
+		munmap(b->block, b->block_len);
+	b->block = NULL;
+}
+
+/* Reply `bitmap` (hex, at most MAX_IO bytes of it) and `bits_set` over the whole buffer. */
+static void f_bitmap(struct ctx *c, const struct bitbuf *b)
+{
+	uint64_t set = 0;
+	for (size_t i = 0; i < b->n; i++)
+		set += (uint64_t)__builtin_popcount(b->p[i]);
+	f_hex(c, "bitmap", b->p, b->n > MAX_IO ? MAX_IO : b->n);
+	f_u64(c, "bits_set", set);
+}
+
+/* Bytes a bitmap of `bits` bits takes when rounded up to whole u64 words (the kernel's unit). */
+static uint64_t bitmap_bytes(uint64_t bits)
+{
+	return (bits + 63) / 64 * 8;
+}
+
+/* ------------------------------------------------------------------ ops: iommufd */
+
+#ifdef HAVE_IOMMUFD
+static int iommufd_ioctl(struct ctx *c, int fd, unsigned long cmd, void *arg, const char *what)
+{
+	int r = ioctl(fd, cmd, arg);
+	if (r < 0)
+		set_errno(c, errno, "ioctl %s", what);
+	return r;
+}
+#endif
+
+static void op_iommufd_open(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_IOAS_ALLOC");
+#else
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		set_errno(c, errno, "open /dev/iommu");
+		return;
+	}
+	f_i64(c, "fd", fd);
+#endif
+}
+
+static void op_ioas_alloc(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_IOAS_ALLOC");
+#else
+	int fd;
+	if (!arg_fd(c, "iommufd", &fd))
+		return;
+	struct iommu_ioas_alloc a = { .size = sizeof a };
+	if (iommufd_ioctl(c, fd, IOMMU_IOAS_ALLOC, &a, "IOMMU_IOAS_ALLOC") == 0)
+		f_u64(c, "ioas", a.out_ioas_id);
+#endif
+}
+
+static void op_ioas_option(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_OPTION");
+#else
+	int fd;
+	uint32_t object = 0, option = 0, op = 0;
+	uint64_t val = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "object", false, &object) ||
+	    !arg_u32(c, "option", true, &option) || !arg_u32(c, "option_op", false, &op) ||
+	    !arg_u64(c, "val", false, UINT64_MAX, &val))
+		return;
+	if (op > 0xffff) {
+		badreq(c, "argument 'option_op' out of range [0, 65535]");
+		return;
+	}
+	struct iommu_option o = { .size = sizeof o, .option_id = option, .op = (uint16_t)op,
+				  .object_id = object, .val64 = val };
+	if (iommufd_ioctl(c, fd, IOMMU_OPTION, &o, "IOMMU_OPTION") == 0)
+		f_u64(c, "val", o.val64);
+#endif
+}
+
+static void op_ioas_map(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_IOAS_MAP");
+#else
+	int fd;
+	uint32_t ioas = 0;
+	uint64_t length = 0, iova = 0;
+	/* FIXED_IOVA when an iova is given; READABLE|WRITEABLE unless flags say otherwise */
+	uint32_t flags = (1u << 1) | (1u << 2);
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "ioas", true, &ioas) ||
+	    !arg_u64(c, "length", true, UINT64_MAX, &length) || !arg_u64(c, "iova", false, UINT64_MAX, &iova))
+		return;
+	if (has_arg(c, "iova"))
+		flags |= 1u << 0;
+	if (!arg_u32(c, "flags", false, &flags))
+		return;
+	void *va;
+	if (!mapping_memory(c, length, &va))
+		return;
+	struct iommu_ioas_map m = { .size = sizeof m, .flags = flags, .ioas_id = ioas,
+				    .user_va = (uint64_t)(uintptr_t)va, .length = length, .iova = iova };
+	if (iommufd_ioctl(c, fd, IOMMU_IOAS_MAP, &m, "IOMMU_IOAS_MAP") == 0)
+		f_u64(c, "iova", m.iova);
+	/* the memory stays, also on failure, so a retry can reuse it by address */
+	f_u64(c, "addr", (uint64_t)(uintptr_t)va);
+#endif
+}
+
+static void op_ioas_unmap(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_IOAS_UNMAP");
+#else
+	int fd;
+	uint32_t ioas = 0;
+	uint64_t iova = 0, length = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "ioas", true, &ioas) ||
+	    !arg_u64(c, "iova", true, UINT64_MAX, &iova) || !arg_u64(c, "length", true, UINT64_MAX, &length))
+		return;
+	struct iommu_ioas_unmap u = { .size = sizeof u, .ioas_id = ioas, .iova = iova, .length = length };
+	if (iommufd_ioctl(c, fd, IOMMU_IOAS_UNMAP, &u, "IOMMU_IOAS_UNMAP") == 0)
+		f_u64(c, "length", u.length);
+#endif
+}
+
+static void op_destroy(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMU_DESTROY");
+#else
+	int fd;
+	uint32_t id = 0;
+	/* "object", not "id": "id" is the request's own */
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "object", true, &id))
+		return;
+	struct iommu_destroy d = { .size = sizeof d, .id = id };
+	iommufd_ioctl(c, fd, IOMMU_DESTROY, &d, "IOMMU_DESTROY");
+#endif
+}
+
+/*
+ * struct iommu_hw_info as laid out since 6.7 (40 bytes in every version): the 6.15 uAPI split the
+ * u32 after out_data_type into out_max_pasid_log2 + __reserved[3], so a private copy lets the field
+ * be read whatever headers the agent was built against. Source: include/uapi/linux/iommufd.h (7.2).
+ */
+struct agent_hw_info {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t dev_id;
+	uint32_t data_len;
+	uint64_t data_uptr;
+	uint32_t data_type; /* in_data_type with IOMMU_HW_INFO_FLAG_INPUT_TYPE (7.2), out_data_type */
+	uint8_t out_max_pasid_log2;
+	uint8_t reserved[3];
+	uint64_t out_capabilities;
+};
+_Static_assert(sizeof(struct agent_hw_info) == 40, "iommu_hw_info is 40 bytes");
+
+static void op_get_hw_info(struct ctx *c)
+{
+#ifndef HAVE_HW_INFO
+	unsupported(c, "IOMMU_GET_HW_INFO");
+#else
+	int fd;
+	uint32_t dev_id = 0, flags = 0, in_type = 0, data_len = 64;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "dev_id", true, &dev_id) ||
+	    !arg_u32(c, "flags", false, &flags) || !arg_u32(c, "in_data_type", false, &in_type) ||
+	    !arg_u32(c, "data_len", false, &data_len))
+		return;
+	if (data_len > 4096) {
+		badreq(c, "argument 'data_len' out of range [0, 4096]");
+		return;
+	}
+	uint8_t data[4096];
+	memset(data, 0, sizeof data);
+	struct agent_hw_info h = { .size = sizeof h, .flags = flags, .dev_id = dev_id, .data_len = data_len,
+				   .data_uptr = (uint64_t)(uintptr_t)data, .data_type = in_type };
+	if (iommufd_ioctl(c, fd, IOMMU_GET_HW_INFO, &h, "IOMMU_GET_HW_INFO") < 0)
+		return;
+	f_u64(c, "type", h.data_type);
+	f_u64(c, "capabilities", h.out_capabilities);
+	f_u64(c, "max_pasid_log2", h.out_max_pasid_log2);
+	f_u64(c, "data_len", h.data_len);
+	f_hex(c, "data", data, h.data_len < data_len ? h.data_len : data_len);
+#endif
+}
+
+/*
+ * struct iommu_hwpt_alloc as of 6.11+ (48 bytes; 6.7-6.10 end after data_uptr at 40). A larger
+ * struct with a zero tail is accepted by every version. Source: include/uapi/linux/iommufd.h (7.2).
+ */
+struct agent_hwpt_alloc {
+	uint32_t size;
+	uint32_t flags;
+	uint32_t dev_id;
+	uint32_t pt_id;
+	uint32_t out_hwpt_id;
+	uint32_t reserved;
+	uint32_t data_type;
+	uint32_t data_len;
+	uint64_t data_uptr;
+	uint32_t fault_id;
+	uint32_t reserved2;
+};
+_Static_assert(sizeof(struct agent_hwpt_alloc) == 48, "iommu_hwpt_alloc is 48 bytes");
+
+static void op_hwpt_alloc(struct ctx *c)
+{
+#ifndef HAVE_DIRTY_TRACKING
+	unsupported(c, "IOMMU_HWPT_SET_DIRTY_TRACKING");
+#else
+	int fd;
+	uint32_t dev_id = 0, pt_id = 0, flags = 0, data_type = 0;
+	uint8_t *data = NULL;
+	size_t dlen = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "dev_id", true, &dev_id) ||
+	    !arg_u32(c, "pt_id", true, &pt_id) || !arg_u32(c, "flags", false, &flags) ||
+	    !arg_u32(c, "data_type", false, &data_type) || !arg_hex(c, "data", false, 4096, &data, &dlen))
+		return;
+	struct agent_hwpt_alloc a = { .size = sizeof a, .flags = flags, .dev_id = dev_id, .pt_id = pt_id,
+				      .data_type = data_type, .data_len = (uint32_t)dlen,
+				      .data_uptr = (uint64_t)(uintptr_t)data };
+	if (iommufd_ioctl(c, fd, IOMMU_HWPT_ALLOC, &a, "IOMMU_HWPT_ALLOC") == 0)
+		f_u64(c, "hwpt", a.out_hwpt_id);
+	free(data);
+#endif
+}
+
+static void op_set_dirty_tracking(struct ctx *c)
+{
+#ifndef HAVE_DIRTY_TRACKING
+	unsupported(c, "IOMMU_HWPT_SET_DIRTY_TRACKING");
+#else
+	int fd;
+	uint32_t hwpt = 0, flags = 0, reserved = 0;
+	bool enable = false;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "hwpt", true, &hwpt) ||
+	    !arg_bool(c, "enable", true, &enable) || !arg_u32(c, "reserved", false, &reserved))
+		return;
+	flags = enable ? 1u : 0u; /* IOMMU_HWPT_DIRTY_TRACKING_ENABLE */
+	if (!arg_u32(c, "flags", false, &flags)) /* raw override, for unknown-bit tests */
+		return;
+	struct iommu_hwpt_set_dirty_tracking s = { .size = sizeof s, .flags = flags, .hwpt_id = hwpt,
+						   .__reserved = reserved };
+	iommufd_ioctl(c, fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &s, "IOMMU_HWPT_SET_DIRTY_TRACKING");
+#endif
+}
+
+static void op_get_dirty_bitmap(struct ctx *c)
+{
+#ifndef HAVE_DIRTY_TRACKING
+	unsupported(c, "IOMMU_HWPT_GET_DIRTY_BITMAP");
+#else
+	int fd;
+	uint32_t hwpt = 0, flags = 0, reserved = 0;
+	uint64_t iova = 0, length = 0, page_size = 0, offset = 0, size = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "hwpt", true, &hwpt) ||
+	    !arg_u64(c, "iova", true, UINT64_MAX, &iova) || !arg_u64(c, "length", true, UINT64_MAX, &length) ||
+	    !arg_u64(c, "page_size", true, UINT64_MAX, &page_size) || !arg_u32(c, "flags", false, &flags) ||
+	    !arg_u32(c, "reserved", false, &reserved) || !arg_u64(c, "bitmap_offset", false, 65536, &offset) ||
+	    !arg_u64(c, "bitmap_size", false, UINT64_MAX, &size))
+		return;
+	/* Room for every bit the kernel may set: length / (lowest set bit of page_size) bits. */
+	if (!has_arg(c, "bitmap_size")) {
+		uint64_t unit = page_size ? (page_size & -page_size) : 1;
+		size = bitmap_bytes(length / unit + 1);
+	}
+	struct bitbuf b = { 0 };
+	if (!bitbuf_alloc(c, &b, size, offset))
+		return;
+	struct iommu_hwpt_get_dirty_bitmap g = { .size = sizeof g, .hwpt_id = hwpt, .flags = flags,
+						 .__reserved = reserved, .iova = iova, .length = length,
+						 .page_size = page_size, .data = (uint64_t)(uintptr_t)b.p };
+	if (iommufd_ioctl(c, fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &g, "IOMMU_HWPT_GET_DIRTY_BITMAP") == 0)
+		f_bitmap(c, &b);
+	bitbuf_free(&b);
+#endif
+}
+
+/* ------------------------------------------------------------------ ops: IOMMUFD_TEST mock */
+
+/*
+ * IOMMU_TEST_CMD is not exported uAPI: it exists only with CONFIG_IOMMUFD_TEST (ENOTTY otherwise).
+ * Layout and op numbers from drivers/iommu/iommufd/iommufd_test.h of Linux 7.2.13: ops 1-15 and
+ * the DIRTY / MOCK_DOMAIN_FLAGS members are identical in 6.12; ops 18-21 (PASID) are 7.2 only (an
+ * older kernel answers EOPNOTSUPP). The union's largest member is `dirty` (48 bytes), so the struct
+ * is 72 bytes in both trees; the kernel requires at least offsetofend(last).
+ */
+enum {
+	AGENT_TEST_OP_MOCK_DOMAIN = 2,
+	AGENT_TEST_OP_MOCK_DOMAIN_REPLACE = 10,
+	AGENT_TEST_OP_MOCK_DOMAIN_FLAGS = 12,
+	AGENT_TEST_OP_DIRTY = 13,
+	AGENT_TEST_OP_PASID_ATTACH = 18,
+	AGENT_TEST_OP_PASID_REPLACE = 19,
+	AGENT_TEST_OP_PASID_DETACH = 20,
+	AGENT_TEST_OP_PASID_CHECK_HWPT = 21,
+};
+
+struct agent_test_cmd {
+	uint32_t size;
+	uint32_t op;
+	uint32_t id;
+	uint32_t reserved;
+	union {
+		struct {
+			uint32_t out_stdev_id;
+			uint32_t out_hwpt_id;
+			uint32_t out_idev_id;
+			uint32_t dev_flags;
+		} mock_domain_flags;
+		struct {
+			uint32_t pt_id;
+		} mock_domain_replace;
+		struct {
+			uint32_t flags;
+			uint64_t iova __attribute__((aligned(8)));
+			uint64_t length;
+			uint64_t page_size;
+			uint64_t uptr;
+			uint64_t out_nr_dirty;
+		} dirty;
+		struct {
+			uint32_t pasid;
+			uint32_t pt_id; /* hwpt_id for CHECK_HWPT */
+		} pasid;
+		uint64_t pad[6];
+	};
+	uint32_t last;
+};
+_Static_assert(sizeof(struct agent_test_cmd) == 72, "iommu_test_cmd is 72 bytes");
+
+#ifdef HAVE_IOMMUFD
+#define AGENT_IOMMU_TEST_CMD _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 32)
+#endif
+
+static void op_test_mock_domain(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMUFD_TYPE");
+#else
+	int fd;
+	uint32_t pt_id = 0, dev_flags = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "pt_id", true, &pt_id) ||
+	    !arg_u32(c, "dev_flags", false, &dev_flags))
+		return;
+	struct agent_test_cmd t;
+	memset(&t, 0, sizeof t);
+	t.size = sizeof t;
+	/* MOCK_DOMAIN_FLAGS only when flags are given: the plain op is what every kernel has */
+	t.op = has_arg(c, "dev_flags") ? AGENT_TEST_OP_MOCK_DOMAIN_FLAGS : AGENT_TEST_OP_MOCK_DOMAIN;
+	t.id = pt_id;
+	t.mock_domain_flags.dev_flags = dev_flags;
+	if (iommufd_ioctl(c, fd, AGENT_IOMMU_TEST_CMD, &t, "IOMMU_TEST_CMD MOCK_DOMAIN") < 0)
+		return;
+	f_u64(c, "stdev_id", t.mock_domain_flags.out_stdev_id);
+	f_u64(c, "hwpt_id", t.mock_domain_flags.out_hwpt_id);
+	f_u64(c, "idev_id", t.mock_domain_flags.out_idev_id);
+#endif
+}
+
+static void op_test_mock_replace(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMUFD_TYPE");
+#else
+	int fd;
+	uint32_t stdev = 0, pt_id = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "stdev_id", true, &stdev) ||
+	    !arg_u32(c, "pt_id", true, &pt_id))
+		return;
+	struct agent_test_cmd t;
+	memset(&t, 0, sizeof t);
+	t.size = sizeof t;
+	t.op = AGENT_TEST_OP_MOCK_DOMAIN_REPLACE;
+	t.id = stdev;
+	t.mock_domain_replace.pt_id = pt_id;
+	if (iommufd_ioctl(c, fd, AGENT_IOMMU_TEST_CMD, &t, "IOMMU_TEST_CMD MOCK_DOMAIN_REPLACE") == 0)
+		f_u64(c, "pt_id", t.mock_domain_replace.pt_id);
+#endif
+}
+
+static void op_test_dirty(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMUFD_TYPE");
+#else
+	int fd;
+	uint32_t hwpt = 0;
+	uint64_t iova = 0, length = 0, page_size = 0;
+	uint8_t *bits = NULL;
+	size_t blen = 0;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "hwpt", true, &hwpt) ||
+	    !arg_u64(c, "iova", true, UINT64_MAX, &iova) || !arg_u64(c, "length", true, UINT64_MAX, &length) ||
+	    !arg_u64(c, "page_size", true, UINT64_MAX, &page_size) ||
+	    !arg_hex(c, "bitmap", true, MAX_LINE, &bits, &blen))
+		return;
+	/* The kernel reads DIV_ROUND_UP(length/page_size, 8) bytes: pad with zeros so it never reads past. */
+	uint64_t need = page_size ? bitmap_bytes(length / page_size) : 0;
+	size_t alloc = blen > need ? blen : (size_t)need;
+	if (need > (64ull << 20)) {
+		free(bits);
+		badreq(c, "length/page_size needs a %" PRIu64 "-byte bitmap, beyond the agent's limit", need);
+		return;
+	}
+	uint8_t *buf = xcalloc(alloc + 8);
+	memcpy(buf, bits, blen);
+	struct agent_test_cmd t;
+	memset(&t, 0, sizeof t);
+	t.size = sizeof t;
+	t.op = AGENT_TEST_OP_DIRTY;
+	t.id = hwpt;
+	t.dirty.iova = iova;
+	t.dirty.length = length;
+	t.dirty.page_size = page_size;
+	t.dirty.uptr = (uint64_t)(uintptr_t)buf;
+	if (iommufd_ioctl(c, fd, AGENT_IOMMU_TEST_CMD, &t, "IOMMU_TEST_CMD DIRTY") == 0)
+		f_u64(c, "out_nr_dirty", t.dirty.out_nr_dirty);
+	free(buf);
+	free(bits);
+#endif
+}
+
+static void op_test_pasid(struct ctx *c)
+{
+#ifndef HAVE_IOMMUFD
+	unsupported(c, "IOMMUFD_TYPE");
+#else
+	int fd;
+	uint32_t stdev = 0, pasid = 0, pt_id = 0;
+	const char *what = NULL;
+	if (!arg_fd(c, "iommufd", &fd) || !arg_u32(c, "stdev_id", true, &stdev) ||
+	    !arg_str(c, "action", true, &what) || !arg_u32(c, "pasid", true, &pasid) ||
+	    !arg_u32(c, "pt_id", false, &pt_id))
+		return;
+	static const struct {
+		const char *name;
+		uint32_t op;
+		bool pt;
+	} m[] = {
+		{ "attach", AGENT_TEST_OP_PASID_ATTACH, true },
+		{ "replace", AGENT_TEST_OP_PASID_REPLACE, true },
+		{ "detach", AGENT_TEST_OP_PASID_DETACH, false },
+		{ "check", AGENT_TEST_OP_PASID_CHECK_HWPT, true },
+	};
+	int k = -1;
+	for (int i = 0; i < (int)(sizeof m / sizeof m[0]); i++)
+		if (strcmp(m[i].name, what) == 0)
+			k = i;
+	if (k < 0) {
+		badreq(c, "argument 'action' must be attach, replace, detach or check");
+		return;
+	}
+	if (m[k].pt && !has_arg(c, "pt_id") && m[k].op != AGENT_TEST_OP_PASID_CHECK_HWPT) {
+		badreq(c, "missing argument 'pt_id'");
+		return;
+	}
+	struct agent_test_cmd t;
+	memset(&t, 0, sizeof t);
+	t.size = sizeof t;
+	t.op = m[k].op;
+	t.id = stdev;
+	t.pasid.pasid = pasid;
+	t.pasid.pt_id = pt_id;
+	char where[64];
+	snprintf(where, sizeof where, "IOMMU_TEST_CMD PASID_%s", what);
+	if (iommufd_ioctl(c, fd, AGENT_IOMMU_TEST_CMD, &t, where) == 0 && m[k].pt)
+		f_u64(c, "pt_id", t.pasid.pt_id);
+#endif
+}
+
+/* ------------------------------------------------------------------ ops: VFIO cdev attach/detach (PASID) */
+
+/*
+ * Raw layouts of vfio_device_{attach,detach}_iommufd_pt as of 7.2 ({argsz, flags, pt_id, pasid} and
+ * {argsz, flags, pasid}). Before 7.2 the structs end after pt_id / flags and flags must be 0; sending
+ * the 7.2 layout to such a kernel is exactly the probe the uAPI documents (EINVAL on the flag), so
+ * these ops work the same whatever headers the agent was built with. argsz defaults to the 7.2 size.
+ */
+static void op_vfio_attach_pt(struct ctx *c)
+{
+#ifndef HAVE_DEVICE_CDEV
+	unsupported(c, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+#else
+	int dev;
+	uint32_t pt_id = 0, flags = 0, pasid = 0, argsz = 16;
+	if (!arg_fd(c, "dev", &dev) || !arg_u32(c, "pt_id", true, &pt_id) ||
+	    !arg_u32(c, "flags", false, &flags) || !arg_u32(c, "pasid", false, &pasid) ||
+	    !arg_u32(c, "argsz", false, &argsz))
+		return;
+	uint32_t a[16] = { argsz, flags, pt_id, pasid };
+	if (ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, a) < 0) {
+		set_errno(c, errno, "ioctl VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+		return;
+	}
+	f_u64(c, "pt_id", a[2]);
+#endif
+}
+
+static void op_vfio_detach_pt(struct ctx *c)
+{
+#ifndef HAVE_DEVICE_CDEV
+	unsupported(c, "VFIO_DEVICE_DETACH_IOMMUFD_PT");
+#else
+	int dev;
+	uint32_t flags = 0, pasid = 0, argsz = 12;
+	if (!arg_fd(c, "dev", &dev) || !arg_u32(c, "flags", false, &flags) ||
+	    !arg_u32(c, "pasid", false, &pasid) || !arg_u32(c, "argsz", false, &argsz))
+		return;
+	uint32_t d[16] = { argsz, flags, pasid };
+	if (ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, d) < 0)
+		set_errno(c, errno, "ioctl VFIO_DEVICE_DETACH_IOMMUFD_PT");
+#endif
+}
+
+/* ------------------------------------------------------------------ ops: type1 container */
+
+static void op_container_info(struct ctx *c)
+{
+	int container;
+	if (!arg_fd(c, "container", &container))
+		return;
+	uint64_t buf[512];
+	memset(buf, 0, sizeof buf);
+	struct vfio_iommu_type1_info *info = (struct vfio_iommu_type1_info *)buf;
+	info->argsz = sizeof buf;
+	if (ioctl(container, VFIO_IOMMU_GET_INFO, info) < 0) {
+		set_errno(c, errno, "ioctl VFIO_IOMMU_GET_INFO");
+		return;
+	}
+	f_u64(c, "flags", info->flags);
+	f_u64(c, "iova_pgsizes", info->iova_pgsizes);
+	bool mig = false;
+	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset) {
+		uint32_t off = info->cap_offset;
+		for (int guard = 0; off && off + sizeof(struct vfio_info_cap_header) <= sizeof buf && guard < 64; guard++) {
+			struct vfio_info_cap_header *h = (struct vfio_info_cap_header *)((uint8_t *)buf + off);
+			if (h->id == VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION &&
+			    off + sizeof(struct vfio_iommu_type1_info_cap_migration) <= sizeof buf) {
+				struct vfio_iommu_type1_info_cap_migration *m = (void *)h;
+				mig = true;
+				f_u64(c, "mig_version", h->version);
+				f_u64(c, "mig_flags", m->flags);
+				f_u64(c, "mig_pgsize_bitmap", m->pgsize_bitmap);
+				f_u64(c, "mig_max_dirty_bitmap_size", m->max_dirty_bitmap_size);
+			}
+			off = h->next;
+		}
+	}
+	f_bool(c, "migration_cap", mig);
+}
+
+static void op_container_map(struct ctx *c)
+{
+	int container;
+	uint64_t iova = 0, size = 0;
+	uint32_t flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+	if (!arg_fd(c, "container", &container) || !arg_u64(c, "iova", true, UINT64_MAX, &iova) ||
+	    !arg_u64(c, "size", true, UINT64_MAX, &size) || !arg_u32(c, "flags", false, &flags))
+		return;
+	void *va;
+	if (!mapping_memory(c, size, &va))
+		return;
+	struct vfio_iommu_type1_dma_map m = { .argsz = sizeof m, .flags = flags,
+					      .vaddr = (uint64_t)(uintptr_t)va, .iova = iova, .size = size };
+	if (ioctl(container, VFIO_IOMMU_MAP_DMA, &m) < 0)
+		set_errno(c, errno, "ioctl VFIO_IOMMU_MAP_DMA");
+	f_u64(c, "addr", (uint64_t)(uintptr_t)va);
+}
+
+/*
+ * VFIO_IOMMU_UNMAP_DMA; with `bitmap_pgsize` it sets VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP and
+ * appends a struct vfio_bitmap of `bitmap_size` bytes (default: enough for size/pgsize bits).
+ */
+static void op_container_unmap(struct ctx *c)
+{
+	int container;
+	uint64_t iova = 0, size = 0, pgsize = 0, bsize = 0;
+	uint32_t flags = 0;
+	if (!arg_fd(c, "container", &container) || !arg_u64(c, "iova", true, UINT64_MAX, &iova) ||
+	    !arg_u64(c, "size", true, UINT64_MAX, &size) || !arg_u32(c, "flags", false, &flags) ||
+	    !arg_u64(c, "bitmap_pgsize", false, UINT64_MAX, &pgsize) ||
+	    !arg_u64(c, "bitmap_size", false, UINT64_MAX, &bsize))
+		return;
+	bool with_bitmap = has_arg(c, "bitmap_pgsize");
+	struct bitbuf b = { 0 };
+	uint64_t buf[8] = { 0 };
+	struct vfio_iommu_type1_dma_unmap *u = (struct vfio_iommu_type1_dma_unmap *)buf;
+	u->argsz = sizeof *u;
+	u->flags = flags;
+	u->iova = iova;
+	u->size = size;
+	if (with_bitmap) {
+		if (!has_arg(c, "bitmap_size"))
+			bsize = pgsize ? bitmap_bytes(size / pgsize) : 8;
+		if (!bitbuf_alloc(c, &b, bsize, 0))
+			return;
+		if (!has_arg(c, "flags"))
+			u->flags |= VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
+		struct vfio_bitmap *vb = (struct vfio_bitmap *)u->data;
+		vb->pgsize = pgsize;
+		vb->size = bsize;
+		vb->data = (void *)b.p;
+		u->argsz = sizeof *u + sizeof *vb;
+	}
+	if (ioctl(container, VFIO_IOMMU_UNMAP_DMA, u) < 0) {
+		set_errno(c, errno, "ioctl VFIO_IOMMU_UNMAP_DMA");
+	} else {
+		f_u64(c, "size", u->size);
+		if (with_bitmap)
+			f_bitmap(c, &b);
+	}
+	bitbuf_free(&b);
+}
+
+/*
+ * VFIO_IOMMU_DIRTY_PAGES on a container fd (same ioctl number as VFIO_DEVICE_FEATURE: never issue it
+ * on a device fd). action start|stop|get_bitmap sets the flag; `flags` overrides it raw; `argsz`
+ * overrides the computed size (8, or 8 + 40 for get_bitmap).
+ */
+static void op_container_dirty(struct ctx *c)
+{
+	int container;
+	const char *what = NULL;
+	uint32_t flags = 0, argsz = 0;
+	uint64_t iova = 0, size = 0, pgsize = 0, bsize = 0;
+	if (!arg_fd(c, "container", &container) || !arg_str(c, "action", true, &what) ||
+	    !arg_u64(c, "iova", false, UINT64_MAX, &iova) || !arg_u64(c, "size", false, UINT64_MAX, &size) ||
+	    !arg_u64(c, "pgsize", false, UINT64_MAX, &pgsize) ||
+	    !arg_u64(c, "bitmap_size", false, UINT64_MAX, &bsize))
+		return;
+	bool get = false;
+	if (strcmp(what, "start") == 0)
+		flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_START;
+	else if (strcmp(what, "stop") == 0)
+		flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP;
+	else if (strcmp(what, "get_bitmap") == 0) {
+		flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+		get = true;
+	} else {
+		badreq(c, "argument 'action' must be start, stop or get_bitmap");
+		return;
+	}
+	argsz = get ? (uint32_t)(sizeof(struct vfio_iommu_type1_dirty_bitmap) +
+				 sizeof(struct vfio_iommu_type1_dirty_bitmap_get))
+		    : (uint32_t)sizeof(struct vfio_iommu_type1_dirty_bitmap);
+	if (!arg_u32(c, "flags", false, &flags) || !arg_u32(c, "argsz", false, &argsz))
+		return;
+	struct bitbuf b = { 0 };
+	if (get) {
+		if (!has_arg(c, "bitmap_size"))
+			bsize = pgsize ? bitmap_bytes(size / pgsize) : 8;
+		/* A huge claimed size is only reserved address space: the kernel rejects it before writing. */
+		if (!bitbuf_alloc(c, &b, bsize, 0))
+			return;
+	}
+	uint64_t buf[16] = { 0 };
+	struct vfio_iommu_type1_dirty_bitmap *d = (struct vfio_iommu_type1_dirty_bitmap *)buf;
+	d->argsz = argsz;
+	d->flags = flags;
+	if (get) {
+		struct vfio_iommu_type1_dirty_bitmap_get *r = (struct vfio_iommu_type1_dirty_bitmap_get *)d->data;
+		r->iova = iova;
+		r->size = size;
+		r->bitmap.pgsize = pgsize;
+		r->bitmap.size = bsize;
+		r->bitmap.data = (void *)b.p;
+	}
+	if (ioctl(container, VFIO_IOMMU_DIRTY_PAGES, d) < 0)
+		set_errno(c, errno, "ioctl VFIO_IOMMU_DIRTY_PAGES");
+	else if (get)
+		f_bitmap(c, &b);
+	bitbuf_free(&b);
+}
+
+/* ------------------------------------------------------------------ ops: device DMA logging */
+
+/* "iova:len,iova:len" (decimal or 0x-hex) → array of {iova, length} pairs. */
+static bool parse_ranges(struct ctx *c, const char *s, uint64_t **out, uint32_t *n)
+{
+	uint32_t cap = 0, cnt = 0;
+	uint64_t *v = NULL;
+	const char *p = s;
+	while (*p) {
+		char *e;
+		errno = 0;
+		unsigned long long a = strtoull(p, &e, 0);
+		if (e == p || *e != ':' || errno)
+			goto bad;
+		p = e + 1;
+		unsigned long long l = strtoull(p, &e, 0);
+		if (e == p || (*e != ',' && *e) || errno)
+			goto bad;
+		p = *e ? e + 1 : e;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			if (cap > 65536)
+				goto bad;
+			uint64_t *nv = realloc(v, (size_t)cap * 16);
+			if (!nv)
+				die_oom();
+			v = nv;
+		}
+		v[2 * cnt] = a;
+		v[2 * cnt + 1] = l;
+		cnt++;
+	}
+	*out = v;
+	*n = cnt;
+	return true;
+bad:
+	free(v);
+	return badreq(c, "argument 'ranges' must be \"iova:length,...\" (at most 65536 ranges)");
+}
+
+static void op_dma_logging(struct ctx *c)
+{
+#ifndef VFIO_DEVICE_FEATURE_DMA_LOGGING_START
+	unsupported(c, "VFIO_DEVICE_FEATURE_DMA_LOGGING_START");
+#else
+	int dev;
+	const char *what = NULL, *rs = "";
+	uint64_t page_size = 0, iova = 0, length = 0, bsize = 0;
+	uint32_t num = 0, flags = 0, argsz = 0;
+	if (!arg_fd(c, "dev", &dev) || !arg_str(c, "action", true, &what) ||
+	    !arg_u64(c, "page_size", false, UINT64_MAX, &page_size) || !arg_str(c, "ranges", false, &rs) ||
+	    !arg_u64(c, "iova", false, UINT64_MAX, &iova) || !arg_u64(c, "length", false, UINT64_MAX, &length) ||
+	    !arg_u64(c, "bitmap_size", false, UINT64_MAX, &bsize))
+		return;
+	int kind;
+	size_t plen;
+	if (strcmp(what, "start") == 0) {
+		kind = 0;
+		flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START;
+		plen = sizeof(struct vfio_device_feature_dma_logging_control);
+	} else if (strcmp(what, "stop") == 0) {
+		kind = 1;
+		flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP;
+		plen = 0;
+	} else if (strcmp(what, "report") == 0) {
+		kind = 2;
+		flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT;
+		plen = sizeof(struct vfio_device_feature_dma_logging_report);
+	} else {
+		badreq(c, "argument 'action' must be start, stop or report");
+		return;
+	}
+	argsz = (uint32_t)(sizeof(struct vfio_device_feature) + plen);
+	if (!arg_u32(c, "flags", false, &flags) || !arg_u32(c, "argsz", false, &argsz))
+		return;
+	uint64_t *ranges = NULL;
+	uint32_t nr = 0;
+	if (!parse_ranges(c, rs, &ranges, &nr))
+		return;
+	num = nr;
+	if (!arg_u32(c, "num_ranges", false, &num)) {
+		free(ranges);
+		return;
+	}
+	/* The kernel reads num_ranges entries (at most 256 before E2BIG): give it zeroed room for all. */
+	size_t rcount = num > nr ? (num < 65536 ? num : 65536) : nr;
+	uint64_t *rbuf = xcalloc((rcount ? rcount : 1) * 16);
+	if (nr)
+		memcpy(rbuf, ranges, (size_t)nr * 16);
+	free(ranges);
+	struct bitbuf b = { 0 };
+	uint64_t buf[16] = { 0 };
+	struct vfio_device_feature *f = (struct vfio_device_feature *)buf;
+	f->argsz = argsz;
+	f->flags = flags;
+	if (kind == 0) {
+		struct vfio_device_feature_dma_logging_control *ctl = (void *)f->data;
+		ctl->page_size = page_size;
+		ctl->num_ranges = num;
+		ctl->ranges = (uint64_t)(uintptr_t)rbuf;
+	} else if (kind == 2) {
+		if (!has_arg(c, "bitmap_size")) {
+			uint64_t unit = page_size ? (page_size & -page_size) : 1;
+			bsize = bitmap_bytes(length / unit + 1);
+		}
+		if (!bitbuf_alloc(c, &b, bsize, 0)) {
+			free(rbuf);
+			return;
+		}
+		struct vfio_device_feature_dma_logging_report *rep = (void *)f->data;
+		rep->iova = iova;
+		rep->length = length;
+		rep->page_size = page_size;
+		rep->bitmap = (uint64_t)(uintptr_t)b.p;
+	}
+	if (ioctl(dev, VFIO_DEVICE_FEATURE, f) < 0) {
+		set_errno(c, errno, "ioctl VFIO_DEVICE_FEATURE");
+	} else if (kind == 0) {
+		struct vfio_device_feature_dma_logging_control *ctl = (void *)f->data;
+		f_u64(c, "page_size", ctl->page_size);
+	} else if (kind == 2) {
+		f_bitmap(c, &b);
+	}
+	bitbuf_free(&b);
+	free(rbuf);
+#endif
+}
+
 /* ------------------------------------------------------------------ op table */
 
 struct op {
@@ -1382,7 +2279,7 @@ static const struct op ops[] = {
 	{ "hello", op_hello, "" },
 	{ "open", op_open, "path flags nonblock" },
 	{ "open_cdev", op_open_cdev, "path" },
-	{ "open_group", op_open_group, "group device" },
+	{ "open_group", op_open_group, "group device iommu_type" },
 	{ "close", op_close, "fd" },
 	{ "feature", op_feature, "dev flags payload argsz" },
 	{ "mig_flags", op_mig_flags, "dev" },
@@ -1402,6 +2299,31 @@ static const struct op ops[] = {
 	{ "region_read", op_region_read, "dev index offset size" },
 	{ "region_write", op_region_write, "dev index offset size value" },
 	{ "fd_ioctl", op_fd_ioctl, "fd cmd payload arg" },
+	{ "mem_alloc", op_mem_alloc, "length hugetlb" },
+	{ "mem_free", op_mem_free, "addr length" },
+	{ "iommufd_open", op_iommufd_open, "" },
+	{ "ioas_alloc", op_ioas_alloc, "iommufd" },
+	{ "ioas_option", op_ioas_option, "iommufd object option option_op val" },
+	{ "ioas_map", op_ioas_map, "iommufd ioas length iova flags addr hugetlb" },
+	{ "ioas_unmap", op_ioas_unmap, "iommufd ioas iova length" },
+	{ "destroy", op_destroy, "iommufd object" },
+	{ "get_hw_info", op_get_hw_info, "iommufd dev_id flags in_data_type data_len" },
+	{ "hwpt_alloc", op_hwpt_alloc, "iommufd dev_id pt_id flags data_type data" },
+	{ "set_dirty_tracking", op_set_dirty_tracking, "iommufd hwpt enable flags reserved" },
+	{ "get_dirty_bitmap", op_get_dirty_bitmap,
+	  "iommufd hwpt iova length page_size flags reserved bitmap_offset bitmap_size" },
+	{ "test_mock_domain", op_test_mock_domain, "iommufd pt_id dev_flags" },
+	{ "test_mock_replace", op_test_mock_replace, "iommufd stdev_id pt_id" },
+	{ "test_dirty", op_test_dirty, "iommufd hwpt iova length page_size bitmap" },
+	{ "test_pasid", op_test_pasid, "iommufd stdev_id action pasid pt_id" },
+	{ "vfio_attach_pt", op_vfio_attach_pt, "dev pt_id flags pasid argsz" },
+	{ "vfio_detach_pt", op_vfio_detach_pt, "dev flags pasid argsz" },
+	{ "container_info", op_container_info, "container" },
+	{ "container_map", op_container_map, "container iova size flags addr hugetlb" },
+	{ "container_unmap", op_container_unmap, "container iova size flags bitmap_pgsize bitmap_size" },
+	{ "container_dirty", op_container_dirty, "container action iova size pgsize bitmap_size flags argsz" },
+	{ "dma_logging", op_dma_logging,
+	  "dev action page_size ranges num_ranges iova length bitmap_size flags argsz" },
 };
 
 static void op_hello(struct ctx *c)
