@@ -72,16 +72,17 @@ async function main(): Promise<void> {
   await prepare({});
   rows.push(['no-change prepare (kernel + agent + image)', `${r2((performance.now() - t1) / 1000)} s`, '']);
 
-  const floors: number[] = [];
-  for (let i = 0; i < runs; i++) floors.push(await rawFloor(p.kernel.image, p.image.path));
-  const floor = median(floors);
-  out.rawFloorSeconds = r2(floor);
-  rows.push(['raw floor (QEMU start -> init powers off)', `${r2(floor)} s`, `median of ${runs}`]);
-
+  // The floor is per profile: an IOMMU's own initialisation is part of the kernel's boot, not
+  // harness overhead, so each profile is compared with the same machine powering off at once.
   const logs = mkdtempSync(join(tmpdir(), 'vfioc-bench-'));
   const boot: Record<string, number> = {};
+  const floorsBy: Record<string, number> = {};
   const profiles = (values.profile ?? PROFILES.filter((x) => x.arch === 'x86_64').map((x) => x.name)).map(getProfile);
   for (const profile of profiles) {
+    const floors: number[] = [];
+    for (let i = 0; i < runs; i++) floors.push(await rawFloor(p.kernel.image, p.image.path, profile));
+    const floor = median(floors);
+    floorsBy[profile.name] = r2(floor);
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       const start = performance.now();
@@ -92,8 +93,9 @@ async function main(): Promise<void> {
       await g.close();
     }
     boot[profile.name] = r2(median(times));
-    rows.push([`boot to first SSH command: ${profile.name}`, `${boot[profile.name]} s`, `${r2(median(times) / floor)}x floor (target <= 1.3x and <= 4 s)`]);
+    rows.push([`boot to first SSH command: ${profile.name}`, `${boot[profile.name]} s`, `floor ${r2(floor)} s, ${r2(median(times) / floor)}x (target <= 1.3x and <= 4 s)`]);
   }
+  out.rawFloorSeconds = floorsBy;
   out.bootToFirstCommandSeconds = boot;
 
   const g = await QemuGuest.boot({ arch: ARCHES.x86_64, profile: getProfile('none'), accel: 'tcg', kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir: join(logs, 'agent') });
