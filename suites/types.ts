@@ -74,3 +74,11 @@ export function judgeFaults(o: CaseOutcome, faults: ConsoleFault[], expected: st
     reason: `kernel reported ${bad.length > 1 ? `${bad.length} faults` : 'a fault'} during this case (${titles})${o.reason ? `; ${o.reason}` : ''}`,
   };
 }
+
+/**
+ * The same cases, each reporting skip with `reason` instead of running: for a precondition the
+ * target lacks (so the ids still appear in every run and compare across kernels and profiles).
+ */
+export function skipCases<S>(cases: CaseDef<S>[], reason: string): CaseDef<S>[] {
+  return cases.map((c) => ({ ...c, run: async () => ({ status: 'skip', reason }) }));
+}

@@ -2,10 +2,11 @@ import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import type { DeviceInfo } from '../../reports/schema.js';
 import type { CaseDef, Suite } from '../types.js';
+import { skipCases } from '../types.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import { createMtty, removeMtty } from '../migration/devices.js';
 import { Checks } from '../migration/steps.js';
-import { Iommufd, IOMMUFD, errOf, headersVersion, outcome } from './api.js';
+import { Iommufd, IOMMUFD, errOf, headersVersion, mockUnavailable, outcome } from './api.js';
 import { iommufdCases, makeFixture, mttyAccessCase, oracleCases, type Fixture, type IommufdState } from './iommufd.js';
 import { A, mapType1, type1Cases, type Type1State } from './type1.js';
 import { dmaLoggingCases, rangeList, type DmaLogState } from './dmalog.js';
@@ -49,9 +50,12 @@ export const dirtySuite: Suite<DirtyState> = {
     const allocations: { addr: number; length: number }[] = [];
     // The plain mock device: its own IOAS, attached to an auto domain (no dirty ops).
     const plainIoas = await fd.ioas();
-    const plainDev = await fd.mustMockDomain(plainIoas);
-    const hw = await fd.hwInfo(plainDev.idev);
-    const fp = { hwInfoType: hw.ok ? `0x${(hw.type as number).toString(16)}` : errOf(hw), capabilities: hw.capabilities, maxPasidLog2: hw.max_pasid_log2, agentUapi: agent.hello?.uapi };
+    const mockWhy = await mockUnavailable(fd, plainIoas);
+    const plainDev = mockWhy ? { stdev: -1, hwpt: -1, idev: -1 } : await fd.mustMockDomain(plainIoas);
+    const hw = mockWhy ? undefined : await fd.hwInfo(plainDev.idev);
+    const fp = hw
+      ? { hwInfoType: hw.ok ? `0x${(hw.type as number).toString(16)}` : errOf(hw), capabilities: hw.capabilities, maxPasidLog2: hw.max_pasid_log2, agentUapi: agent.hello?.uapi }
+      : { unavailable: mockWhy, agentUapi: agent.hello?.uapi };
     const mock = MOCK_DEVICE(fp);
 
     const fixtures = new Map<number, Promise<Fixture>>();
@@ -110,15 +114,16 @@ export const dirtySuite: Suite<DirtyState> = {
       state.container = undefined;
     }
 
+    const onMock = (cs: CaseDef<DirtyState>[]) => (mockWhy ? skipCases(cs, mockWhy) : cs);
     const cases: CaseDef<DirtyState>[] = [
-      ...(iommufdCases(mock, realDeviceWhy(target)) as CaseDef<DirtyState>[]),
+      ...onMock(iommufdCases(mock, realDeviceWhy(target)) as CaseDef<DirtyState>[]),
       mttyAccessCase(mttyDevice, async () => {
         if (!state.mtty) throw new HarnessError(`mtty not available: ${state.setupError ?? 'unknown'}`);
         return state.mtty;
       }) as CaseDef<DirtyState>,
       ...(type1Cases(mttyDevice) as CaseDef<DirtyState>[]),
       ...(dmaLoggingCases(mttyDevice) as CaseDef<DirtyState>[]),
-      ...(oracleCases(mock) as CaseDef<DirtyState>[]),
+      ...onMock(oracleCases(mock) as CaseDef<DirtyState>[]),
       idleOracle(mttyDevice),
       {
         id: 'dirty/oracle/real-device',
