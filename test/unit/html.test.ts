@@ -293,3 +293,28 @@ t.test('in Chromium: loads, filters, shows a failure, never runs injected script
     await p2.close();
   });
 });
+
+t.test('FSM arc coverage: which arcs the real client walked, read from the recorded results', async (t) => {
+  const { arcCoverage } = await import('../../reports/html.js');
+  const mk = (id: string, suite: string, extra: Partial<CaseResult>): CaseResult => ({ id, suite, profile: 'none', device: { driver: 'mtty', class: 'sample', id: 'mtty-2' }, status: 'pass', durationMs: 1, faults: [], artifacts: {}, ...extra });
+  const res = validateResults({
+    schema: SCHEMA_VERSION,
+    run: { tool: { name: 'vfio-conformance', version: '0' }, startedAt: '2026-01-01T00:00:00Z', complete: true, host: { hostname: 'h', arch: 'x64', cpus: 2 }, profiles: ['none'], suites: ['migration', 'qemu-migration'], target: { kind: 'qemu' }, errors: [] },
+    results: [
+      mk('migration/arc/RUNNING->STOP_COPY', 'migration', { expected: { arcs: 'RUNNING->RUNNING_P2P, RUNNING_P2P->STOP, STOP->STOP_COPY' } }),
+      mk('migration/arc/STOP->STOP_COPY', 'migration', { expected: { arcs: 'STOP->STOP_COPY' } }),
+      mk('migration/arc/STOP->ERROR', 'migration', { expected: { arcs: 'none' } }),
+      mk('migration/arc/STOP->RESUMING', 'migration', { status: 'fail', expected: { arcs: 'STOP->RESUMING' } }),
+      mk('qemu-migration/legacy-container', 'qemu-migration', { observed: { vfio: { source: { arcs: ['RUNNING->RUNNING_P2P', 'RUNNING_P2P->STOP'] }, destination: { arcs: ['STOP->RESUMING'] } } } }),
+    ],
+  });
+  const cov = arcCoverage(res);
+  t.same(cov.map((c) => c.arc), ['RUNNING->RUNNING_P2P', 'RUNNING_P2P->STOP', 'STOP->RESUMING', 'STOP->STOP_COPY']);
+  t.equal(cov.find((c) => c.arc === 'STOP->STOP_COPY')!.direct, 2, 'counted once per passing direct case');
+  t.same(cov.find((c) => c.arc === 'STOP->STOP_COPY')!.realClient, [], 'only the direct suite walked it');
+  t.equal(cov.find((c) => c.arc === 'STOP->RESUMING')!.direct, 0, 'a failing direct case does not count');
+  t.same(cov.find((c) => c.arc === 'STOP->RESUMING')!.realClient, ['qemu-migration/legacy-container']);
+  const html = renderHtml(res);
+  t.match(html, /<section id="arc-coverage">/);
+  t.match(html, /the real QEMU client walked 3, 1 only by the direct-ioctl suite/);
+});
