@@ -16,11 +16,11 @@ import { formatPlan, parseDeviceArg } from '../harness/devices/plan.js';
 import { runProfile } from '../harness/run/runner.js';
 import { HarnessError } from '../harness/util/errors.js';
 import { onShutdown } from '../harness/util/shutdown.js';
-import { ResultsWriter, writeFileAtomicSync } from '../reports/results-file.js';
-import { toJUnit, JUNIT_FILE } from '../reports/junit.js';
-import { renderHtml, HTML_FILE } from '../reports/html.js';
-import { gate, type Expectations } from '../reports/gate.js';
-import type { CaseResult, RunInfo, RunResults, Status } from '../reports/schema.js';
+import { ResultsWriter } from '../reports/results-file.js';
+import { writeRunReports } from '../reports/write.js';
+import { finishRun } from './finish.js';
+import { type Expectations } from '../reports/gate.js';
+import type { CaseResult, RunInfo, RunResults } from '../reports/schema.js';
 import type { Suite } from '../suites/types.js';
 
 export interface LabRunOptions {
@@ -38,7 +38,6 @@ export interface LabRunOptions {
   expectations?: Expectations;
 }
 
-const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fail', 'error'];
 
 export async function runOnLabHost(o: LabRunOptions): Promise<number> {
   const addr = parseSshUrl(o.target);
@@ -125,13 +124,8 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
     errors: [],
   };
   const writer = new ResultsWriter(outDir, info);
-  const writeReports = () => {
-    const snap = writer.snapshot();
-    writeFileAtomicSync(join(outDir, JUNIT_FILE), toJUnit(snap));
-    writeFileAtomicSync(join(outDir, HTML_FILE), renderHtml(snap));
-  };
+  const writeReports = () => writeRunReports(outDir, writer.snapshot());
   const unhook = onShutdown(writeReports);
-  const counts = new Map<Status, number>();
   let firstUsed = false;
   try {
     bound = await mgr.apply();
@@ -147,7 +141,6 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
     }, o.suites, outDir, {
       result: (r: CaseResult) => {
         writer.add(r);
-        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
         if (r.status !== 'pass') process.stderr.write(`  ${r.status.toUpperCase().padEnd(8)} ${r.id}${r.reason ? `: ${r.reason.slice(0, 300)}` : ''}\n`);
       },
       error: (e) => {
@@ -165,13 +158,8 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
     }
     await closeAll();
   }
-  writer.finish();
   unhook();
-  writeReports();
-  const summary = ORDER.filter((s) => counts.get(s)).map((s) => `${counts.get(s)} ${s}`).join(', ') || 'no results';
-  const g = gate(writer.snapshot(), { baseline: o.baseline, expectations: o.expectations });
-  process.stdout.write(`${summary}\n${g.summary.split('\n').filter((l) => !l.startsWith('known failure:')).join('\n')}\nresults: ${join(outDir, 'results.json')}\njunit:   ${join(outDir, JUNIT_FILE)}\nreport:  ${join(outDir, HTML_FILE)}\n`);
-  return g.exitCode;
+  return finishRun(writer, outDir, { baseline: o.baseline, expectations: o.expectations });
 }
 
 export function checkLabFlags(v: { target?: string; device?: string[]; 'dry-run'?: boolean; identity?: string; 'known-hosts'?: string; 'accept-new-host-key'?: boolean }): void {

@@ -12,14 +12,14 @@ import { HarnessError } from '../harness/util/errors.js';
 import { onShutdown } from '../harness/util/shutdown.js';
 import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
-import { ResultsWriter, writeFileAtomicSync } from '../reports/results-file.js';
-import { toJUnit, JUNIT_FILE } from '../reports/junit.js';
-import { renderHtml, HTML_FILE } from '../reports/html.js';
-import { gate, readExpectations } from '../reports/gate.js';
+import { ResultsWriter } from '../reports/results-file.js';
+import { writeRunReports } from '../reports/write.js';
+import { finishRun } from './finish.js';
+import { readExpectations } from '../reports/gate.js';
 import { readResults } from '../reports/results-file.js';
 import { resultsPathOf } from './compare.js';
 import { repoPath } from '../harness/util/paths.js';
-import type { CaseResult, RunInfo, Status } from '../reports/schema.js';
+import type { CaseResult, RunInfo } from '../reports/schema.js';
 import { SUITES, getSuite } from '../suites/registry.js';
 import { checkLabFlags, runOnLabHost } from './run-lab.js';
 
@@ -56,7 +56,6 @@ Exit code (CI gates on it): 0 nothing regressed (passes, warnings, skips, expect
 failures known from the baseline or the expectations), 1 a regression: a case failed or errored
 that is not known, 2 a harness error (a profile could not run, or the run is incomplete).`;
 
-const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fail', 'error'];
 
 export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -118,15 +117,10 @@ export async function runCommand(argv: string[]): Promise<number> {
     errors: [],
   };
   const writer = new ResultsWriter(outDir, info);
-  const writeJunit = () => {
-    const snap = writer.snapshot();
-    writeFileAtomicSync(join(outDir, JUNIT_FILE), toJUnit(snap));
-    writeFileAtomicSync(join(outDir, HTML_FILE), renderHtml(snap));
-  };
+  const writeJunit = () => writeRunReports(outDir, writer.snapshot());
   const unhook = onShutdown(writeJunit);
   process.stderr.write(`run: ${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); writing ${outDir}\n`);
 
-  const counts = new Map<Status, number>();
   for (const profile of profiles) {
     const t0 = Date.now();
     await runProfile({
@@ -142,7 +136,6 @@ export async function runCommand(argv: string[]): Promise<number> {
         // A driver developer's module is part of what was tested: every result names it.
         if (p.image.replaced.length && r.device.class !== 'none') r.device.modules = p.image.replaced;
         writer.add(r);
-        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
         if (r.status !== 'pass') process.stderr.write(`  ${r.status.toUpperCase().padEnd(8)} ${profile.name} ${r.id}${r.reason ? `: ${r.reason.slice(0, 300)}` : ''}\n`);
       },
       error: (e) => {
@@ -154,17 +147,6 @@ export async function runCommand(argv: string[]): Promise<number> {
     const n = writer.results.filter((r) => r.profile === profile.name).length;
     process.stderr.write(`run: ${profile.name}: ${n} results in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   }
-  writer.finish();
   unhook();
-  writeJunit();
-  const summary = ORDER.filter((s) => counts.get(s)).map((s) => `${counts.get(s)} ${s}`).join(', ') || 'no results';
-  const g = gate(writer.snapshot(), { baseline, expectations });
-  process.stdout.write(`${summary}\n${g.summary.split('\n').filter((l) => !l.startsWith('known failure:')).join('\n')}\nresults: ${join(outDir, 'results.json')}\njunit:   ${join(outDir, JUNIT_FILE)}\nreport:  ${join(outDir, HTML_FILE)}\n`);
-  const byReason = new Map<string, Set<string>>();
-  for (const k of g.knownFailures) {
-    const why = k.known?.reason ?? '';
-    byReason.set(why, (byReason.get(why) ?? new Set()).add(k.id));
-  }
-  for (const [why, ids] of byReason) process.stderr.write(`  known (${ids.size} case${ids.size > 1 ? 's' : ''}: ${[...ids].slice(0, 3).join(', ')}${ids.size > 3 ? ', ...' : ''}): ${why}\n`);
-  return g.exitCode;
+  return finishRun(writer, outDir, { baseline, expectations });
 }

@@ -1,3 +1,4 @@
+import type { BoundDevice } from '../devices/manager.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -55,16 +56,8 @@ export interface LabHostOptions extends SshAddress {
   devices?: BoundDeviceInfo[];
 }
 
-/** A device the device manager bound for the run (see harness/devices/manager.ts BoundDevice). */
-export interface BoundDeviceInfo {
-  bdf: string;
-  driver: string;
-  vendor: string;
-  device: string;
-  iommuGroup?: string;
-  cdev?: string;
-  physfn?: string;
-}
+/** A device the device manager bound for the run. */
+export type BoundDeviceInfo = BoundDevice;
 
 export interface Auth {
   privateKey?: Buffer;
