@@ -1,6 +1,7 @@
 import type { ClientChannel } from 'ssh2';
 import type { ExecOptions, ExecResult } from '../ssh/client.js';
 import type { ConsoleFault } from '../../reports/schema.js';
+import type { BoundDevice } from '../devices/manager.js';
 
 /**
  * What a suite sees of the machine under test, whether the harness booted it (QemuGuest) or it is
@@ -16,6 +17,8 @@ export interface Target {
   readonly argv?: string[];
   /** where the agent runs on this machine, when not at the image's /usr/bin/vfio-agent (a lab host gets an uploaded copy) */
   readonly agentPath?: string;
+  /** real devices bound for the run (a lab host's --device list); empty or absent: suites use their emulated devices */
+  readonly devices?: BoundDevice[];
 
   exec(cmd: string, o?: ExecOptions): Promise<ExecResult>;
   upload(data: Buffer, remotePath: string, mode?: number): Promise<void>;

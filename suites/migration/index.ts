@@ -2,7 +2,10 @@ import type { Suite } from '../types.js';
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import { migrationCases, type MigState } from './cases.js';
-import { createMtty, fingerprint, mttyInfo, openCdev, removeMtty } from './devices.js';
+import { skipCases, type SetupResult } from '../types.js';
+import type { DeviceInfo } from '../../reports/schema.js';
+import { createMtty, fingerprint, mttyInfo, openCdev, removeMtty, type Fingerprint } from './devices.js';
+import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';
 import { readAll } from './steps.js';
 import { State } from './model.js';
@@ -19,6 +22,7 @@ interface SuiteState extends MigState { uuids: string[] }
 export const migrationSuite: Suite<SuiteState> = {
   name: 'migration',
   async setup(target: Target, agent: AgentClient) {
+    if (target.devices?.length) return realDeviceSetup(target, agent);
     const created = await createMtty(target, MTTY_TYPE, 2);
     const [a, b] = created as [{ uuid: string; cdev: string }, { uuid: string; cdev: string }];
     const src = await openCdev(agent, a.cdev, `${MTTY_TYPE} ${a.uuid} (source)`);
@@ -51,8 +55,66 @@ export const migrationSuite: Suite<SuiteState> = {
     return { state, cases: migrationCases(fp.migrationFlags, device) };
   },
   async teardown(state, target, agent) {
+    if (!state) return; // every case was a skip: nothing was opened
     await agent.request('close', { fd: state.src.fd });
-    await agent.request('close', { fd: state.dst.fd });
-    await removeMtty(target, state.uuids);
+    if (state.dst !== state.src) await agent.request('close', { fd: state.dst.fd });
+    if (state.uuids.length) await removeMtty(target, state.uuids);
   },
 };
+
+/**
+ * Real devices on a lab host: the first two bound devices are source and destination (one device
+ * serves as both: it saves, is reset, and resumes its own stream). Everything expected comes from
+ * the device's own fingerprint; a device that does not advertise migration gets every case as a
+ * skip with the kernel's answer, not a failure.
+ */
+/** sysfs says 0x1234; results name devices as lspci does (1234:11e8), stable across hosts. */
+function hex4(v: string): string {
+  return v.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
+}
+
+async function realDeviceSetup(target: Target, agent: AgentClient): Promise<SetupResult<SuiteState>> {
+  const [a, b = a] = target.devices! as [NonNullable<Target['devices']>[number], NonNullable<Target['devices']>[number] | undefined];
+  const info = (d: typeof a, fp?: Fingerprint | { unavailable: string }): DeviceInfo => ({
+    driver: d!.driver, class: 'real', id: `${hex4(d!.vendor)}:${hex4(d!.device)}`, fingerprint: { bdf: d!.bdf, ...(fp ?? {}) },
+  });
+  if (!a!.cdev) {
+    const why = `${a!.bdf} (${a!.driver}) has no VFIO cdev (/dev/vfio/devices): bind it to vfio-pci or a VFIO variant driver`;
+    return { state: undefined as unknown as SuiteState, cases: skipCases(migrationCases(0x7, info(a)), why) as never };
+  }
+  const src = await openCdev(agent, a!.cdev, `${a!.bdf} (source)`);
+  const dst = b === a ? src : await openCdev(agent, b!.cdev!, `${b!.bdf} (destination)`);
+  let fp: Fingerprint;
+  try {
+    fp = await fingerprint(agent, src);
+  } catch (e) {
+    const device = info(a, { unavailable: (e as Error).message });
+    await agent.request('close', { fd: src.fd });
+    if (dst !== src) await agent.request('close', { fd: dst.fd });
+    return { state: undefined as unknown as SuiteState, cases: skipCases(migrationCases(0x7, device), (e as Error).message) as never };
+  }
+  await src.reset();
+  if (dst !== src) await dst.reset();
+  const device = info(a, fp);
+  let stream: Buffer | undefined;
+  const state: SuiteState = {
+    src, dst, fp, device, uuids: [],
+    async validStream() {
+      if (!stream) {
+        await dst.reset();
+        const fd = await dst.reach(State.STOP_COPY);
+        stream = (await readAll(agent, fd)).data;
+        await agent.request('close', { fd });
+        await dst.reset();
+      }
+      return stream;
+    },
+    async reopen(which) {
+      const d: Dev = which === 'src' ? src : dst;
+      const path = (which === 'src' ? a : b)!.cdev!;
+      await agent.request('close', { fd: d.fd });
+      d.fd = (await openCdev(agent, path, d.label)).fd;
+    },
+  };
+  return { state, cases: migrationCases(fp.migrationFlags, device) };
+}
