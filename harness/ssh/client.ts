@@ -86,45 +86,61 @@ export class SshSession {
     return this.closed;
   }
 
+  /**
+   * Open an exec channel. dropbear now and then answers an exec request with a channel failure
+   * ("Unable to exec") when channels open and close close together; the command did not start,
+   * so asking again is safe.
+   */
+  private async channel(cmd: string): Promise<ClientChannel> {
+    for (let i = 0; ; i++) {
+      try {
+        return await new Promise<ClientChannel>((resolve, reject) => {
+          this.client.exec(cmd, (err, ch) => (err ? reject(err) : resolve(ch)));
+        });
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (i >= 4 || !/Unable to exec/.test(msg) || this.closed) {
+          throw new HarnessError(`ssh exec failed on ${this.target.host}:${this.target.port}: ${msg}`);
+        }
+        await new Promise((r) => setTimeout(r, 50 * (i + 1)));
+      }
+    }
+  }
+
   /** Run a command; resolves with its exit code and output, never rejects on a non-zero exit. */
   exec(cmd: string, o: ExecOptions = {}): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
-      this.client.exec(cmd, (err, ch) => {
-        if (err) { reject(new HarnessError(`ssh exec failed on ${this.target.host}:${this.target.port}: ${err.message}`)); return; }
-        let stdout = '';
-        let stderr = '';
-        let timedOut = false;
-        let done = false;
-        const timer = o.timeoutMs ? setTimeout(() => {
-          timedOut = true;
-          // A hung guest command must not hang the harness: signal it, then drop the channel.
-          try { ch.signal('KILL'); } catch { /* dropbear may not support signals */ }
-          ch.close();
-        }, o.timeoutMs) : undefined;
-        ch.on('data', (b: Buffer) => { const s = b.toString('utf8'); stdout += s; o.onStdout?.(s); });
-        ch.stderr.on('data', (b: Buffer) => { const s = b.toString('utf8'); stderr += s; o.onStderr?.(s); });
-        const finish = (code: number | null, signal?: string) => {
-          if (done) return;
-          done = true;
-          if (timer) clearTimeout(timer);
-          resolve({ code, signal, stdout, stderr, timedOut });
-        };
-        // 'exit' carries the status and may come before or not at all (a dropped connection); 'close' always ends it.
-        let exitCode: number | null = null;
-        let exitSignal: string | undefined;
-        ch.on('exit', (code: number | null, signal?: string) => { exitCode = code; exitSignal = signal; });
-        ch.on('close', () => finish(timedOut ? null : exitCode, exitSignal));
-        if (o.stdin !== undefined) ch.end(o.stdin);
-        else ch.end();
-      });
-    });
+    return this.channel(cmd).then((ch) => new Promise<ExecResult>((resolve) => {
+      let stdout = '';
+      let stderr = '';
+      let timedOut = false;
+      let done = false;
+      const timer = o.timeoutMs ? setTimeout(() => {
+        timedOut = true;
+        // A hung guest command must not hang the harness: signal it, then drop the channel.
+        try { ch.signal('KILL'); } catch { /* dropbear may not support signals */ }
+        ch.close();
+      }, o.timeoutMs) : undefined;
+      ch.on('data', (b: Buffer) => { const s = b.toString('utf8'); stdout += s; o.onStdout?.(s); });
+      ch.stderr.on('data', (b: Buffer) => { const s = b.toString('utf8'); stderr += s; o.onStderr?.(s); });
+      const finish = (code: number | null, signal?: string) => {
+        if (done) return;
+        done = true;
+        if (timer) clearTimeout(timer);
+        resolve({ code, signal, stdout, stderr, timedOut });
+      };
+      // 'exit' carries the status and may come before or not at all (a dropped connection); 'close' always ends it.
+      let exitCode: number | null = null;
+      let exitSignal: string | undefined;
+      ch.on('exit', (code: number | null, signal?: string) => { exitCode = code; exitSignal = signal; });
+      ch.on('close', () => finish(timedOut ? null : exitCode, exitSignal));
+      if (o.stdin !== undefined) ch.end(o.stdin);
+      else ch.end();
+    }));
   }
 
   /** A long-lived channel for a line protocol (the agent). */
   openChannel(cmd: string): Promise<ClientChannel> {
-    return new Promise((resolve, reject) => {
-      this.client.exec(cmd, (err, ch) => (err ? reject(err) : resolve(ch)));
-    });
+    return this.channel(cmd);
   }
 
   /** Upload by piping the bytes into `cat` (no sftp-server in the guest). */

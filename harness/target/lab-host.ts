@@ -195,7 +195,7 @@ export class LabHost implements Target {
   }
 
   private async openKmsg(): Promise<void> {
-    const ch = await this.retrying(() => this.ssh.openChannel('exec cat /dev/kmsg'));
+    const ch = await this.ssh.openChannel('exec cat /dev/kmsg');
     this.kmsg = ch;
     this.kmsgPartial = '';
     ch.on('data', (b: Buffer) => this.onKmsg(b.toString('utf8')));
@@ -255,7 +255,7 @@ export class LabHost implements Target {
     if (d.code !== 0 || !dir.startsWith('/tmp/vfioc-agent.')) throw new HarnessError(`${this.name}: mktemp failed: ${d.stderr.trim() || `exit ${d.code}`}`);
     this.agentDir = dir;
     const path = `${dir}/vfio-agent`;
-    await this.retrying(() => this.ssh.upload(readFileSync(local), path, 0o755));
+    await this.ssh.upload(readFileSync(local), path, 0o755);
     // One request on stdin, then EOF: the agent answers and exits, and the channel closes before
     // anything else is opened (dropbear 2022.83 trips an assertion, `!channel->sent_close`, and
     // drops the connection when a channel is torn down from our side while others open).
@@ -281,23 +281,8 @@ export class LabHost implements Target {
     return this.ssh;
   }
 
-  /**
-   * dropbear now and then answers an exec request with a channel failure ("Unable to exec") when
-   * channels open and close close together; the command did not start, so asking again is safe.
-   */
-  private async retrying<T>(f: () => Promise<T>): Promise<T> {
-    for (let i = 0; ; i++) {
-      try {
-        return await f();
-      } catch (e) {
-        if (i >= 4 || !/Unable to exec/.test((e as Error).message) || !this.isAlive()) throw e;
-        await new Promise((r) => setTimeout(r, 50 * (i + 1)));
-      }
-    }
-  }
-
   exec(cmd: string, o?: ExecOptions): Promise<ExecResult> {
-    return this.retrying(() => this.session().exec(cmd, o));
+    return this.session().exec(cmd, o);
   }
 
   upload(data: Buffer, remotePath: string, mode?: number): Promise<void> {
@@ -309,7 +294,7 @@ export class LabHost implements Target {
    * means the agent this connection uploaded: a lab host has no agent installed of its own.
    */
   openChannel(cmd: string): Promise<ClientChannel> {
-    return this.retrying(() => this.session().openChannel(cmd));
+    return this.session().openChannel(cmd);
   }
 
   async mark(step: string): Promise<void> {
