@@ -36,6 +36,8 @@ export interface LabRunOptions {
   suites: Suite<unknown>[];
   baseline?: RunResults;
   expectations?: Expectations;
+  /** the host's QEMU for the real-client suite (default: qemu-system-x86_64 on its PATH) */
+  qemu?: string;
 }
 
 
@@ -131,12 +133,14 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
     bound = await mgr.apply();
     writer.updateRun({ labHost: { facts: first.facts, devices: bound } });
     process.stderr.write(`run: ${first.name} (${first.facts.kernel}); ${bound.length} device(s) ready; writing ${outDir}\n`);
+    // Suites read the host's QEMU from the target's facts (the real-client suite runs it there).
+    const withQemu = (h: LabHost): LabHost => { if (o.qemu) h.facts.qemu = o.qemu; return h; };
     await runProfile({
       profile,
       start: async () => {
         // the first connection is already up; after a drop the runner asks again: reconnect
-        if (!firstUsed && first.isAlive()) { firstUsed = true; first.setDevices(bound); return first; }
-        return LabHost.connect({ ...hostOpts, devices: bound }, true);
+        if (!firstUsed && first.isAlive()) { firstUsed = true; first.setDevices(bound); return withQemu(first); }
+        return withQemu(await LabHost.connect({ ...hostOpts, devices: bound }, true));
       },
     }, o.suites, outDir, {
       result: (r: CaseResult) => {
@@ -162,9 +166,9 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
   return finishRun(writer, outDir, { baseline: o.baseline, expectations: o.expectations });
 }
 
-export function checkLabFlags(v: { target?: string; device?: string[]; 'dry-run'?: boolean; identity?: string; 'known-hosts'?: string; 'accept-new-host-key'?: boolean }): void {
+export function checkLabFlags(v: { target?: string; device?: string[]; 'dry-run'?: boolean; identity?: string; 'known-hosts'?: string; 'accept-new-host-key'?: boolean; qemu?: string }): void {
   if (v.target) return;
-  for (const f of ['device', 'dry-run', 'identity', 'known-hosts', 'accept-new-host-key'] as const) {
+  for (const f of ['device', 'dry-run', 'identity', 'known-hosts', 'accept-new-host-key', 'qemu'] as const) {
     if (v[f] !== undefined) throw new HarnessError(`--${f} only applies with --target ssh://USER@HOST`);
   }
 }

@@ -36,6 +36,8 @@ Options:
   --module FILE.ko   replace the in-tree module of the same name in the guest (repeatable)
   --out DIR          run directory (default: runs/<date>-<kernel>)
   --boot-timeout S   seconds to wait for a guest's SSH (default 90)
+  --qemu PATH        with --target: the host's QEMU for the real-client suite (>= 8.0; older gives
+                     expected-unsupported)
   --baseline RUN     a previous run directory: failures that fail the same way there are not regressions
   --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
                      this project knows of); --no-expectations to count every failure
@@ -67,6 +69,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
       target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
       'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
+      qemu: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -81,7 +84,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     return runOnLabHost({
       target: values.target, devices: values.device ?? [], identity: values.identity, knownHosts: values['known-hosts'],
       acceptNewHostKey: values['accept-new-host-key'] ?? false, dryRun: values['dry-run'] ?? false,
-      kernel: values.kernel!, out: values.out, suites, baseline, expectations,
+      kernel: values.kernel!, out: values.out, suites, baseline, expectations, qemu: values.qemu,
     });
   }
   const profiles = (values.profile ?? DEFAULT_PROFILES).map(getProfile);

@@ -13,6 +13,8 @@ packages=(
   libcap-dev
   # report checks: JUnit schema validation, the HTML report in a real browser
   libxml2-utils chromium
+  # the real-client suite: a Debian rootfs with a QEMU new enough for VFIO migration v2
+  debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

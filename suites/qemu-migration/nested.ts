@@ -13,7 +13,7 @@ import {
  *  - nested (the harness's guest): the Debian rootfs arrives over virtio-9p (tag vfioc-rootfs); it
  *    is mounted beside the initramfs root and QEMU runs under `chroot` with the guest's /proc, /sys,
  *    /dev and /tmp bound in.
- *  - host: a lab host's own QEMU (`VFIOC_QEMU` or qemu-system-x86_64 on its PATH), no nesting.
+ *  - host: a lab host's own QEMU (`run --qemu PATH`, else qemu-system-x86_64 on its PATH), no nesting.
  */
 export interface ClientEnv {
   kind: 'nested' | 'host';
@@ -53,7 +53,7 @@ export async function detectClient(target: Target): Promise<ClientEnv> {
   const tags = await target.exec('cat /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag 2>/dev/null | tr "\\0" "\\n"', { timeoutMs: 10_000 });
   let prefix = '';
   let kind: ClientEnv['kind'] = 'host';
-  let qemu = process.env.VFIOC_QEMU ?? 'qemu-system-x86_64';
+  let qemu = target.facts.qemu ?? 'qemu-system-x86_64';
   if (tags.stdout.split(/\s+/).includes(ROOTFS_TAG)) {
     const R = ROOTFS_GUEST_DIR;
     await sh(target, [
@@ -73,7 +73,7 @@ export async function detectClient(target: Target): Promise<ClientEnv> {
       ...base,
       missing: kind === 'nested'
         ? `the rootfs share is mounted but its QEMU does not run: ${v.stderr.trim().split('\n').pop()}`
-        : `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or point VFIOC_QEMU at a QEMU >= 8.0`,
+        : `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or give a lab host's QEMU >= 8.0 with --qemu PATH`,
     };
   }
   const version = parseQemuVersion(v.stdout);

@@ -247,6 +247,15 @@ t.test('lab host over SSH (a guest of our own as the host)', async (t) => {
     t.equal(await agentDirs(), dirsBefore, 'no agent dir left behind');
   });
 
+  await t.test('--qemu names the host\'s QEMU for the real-client suite; one that is not there skips every case naming it', async (t) => {
+    const out = join(dir, 'run-qemu');
+    const r = await execa('node', [cli, 'run', '--target', `ssh://root@127.0.0.1:${port}`, '--identity', identity, '--known-hosts', goodKnownHosts, '--suite', 'qemu-migration', '--qemu', '/opt/no-such/qemu-system-x86_64', '--out', out], { reject: false });
+    t.equal(r.exitCode, 0, r.stderr.slice(-400));
+    const res = readResults(join(out, 'results.json'));
+    t.ok(res.results.length >= 8, `${res.results.length} results`);
+    t.ok(res.results.every((x) => x.status === 'skip' && (x.reason ?? '').includes('/opt/no-such/qemu-system-x86_64')), 'each skip names the QEMU it looked for');
+  });
+
   await t.test('a listed real device is what the migration suite tests; one without migration support skips every case with the kernel\'s answer', async (t) => {
     const out = join(dir, 'run-real');
     const before = await sysfsState(g);
