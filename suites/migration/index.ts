@@ -31,27 +31,7 @@ export const migrationSuite: Suite<SuiteState> = {
     await dst.reset();
     const fp = await fingerprint(agent, src);
     const device = mttyInfo(MTTY_TYPE, a.uuid, fp);
-    let stream: Buffer | undefined;
-    const state: SuiteState = {
-      src, dst, fp, device, personality: mttyPersonality, uuids: created.map((c) => c.uuid),
-      async validStream() {
-        if (!stream) {
-          await dst.reset();
-          const fd = await dst.reach(State.STOP_COPY);
-          stream = (await readAll(agent, fd)).data;
-          await agent.request('close', { fd });
-          await dst.reset();
-        }
-        return stream;
-      },
-      async reopen(which) {
-        const d = which === 'src' ? src : dst;
-        const path = which === 'src' ? a.cdev : b.cdev;
-        await agent.request('close', { fd: d.fd });
-        const fresh = await openCdev(agent, path, d.label);
-        d.fd = fresh.fd;
-      },
-    };
+    const state = suiteState(agent, { src, dst, srcPath: a.cdev, dstPath: b.cdev }, fp, device, created.map((c) => c.uuid), mttyPersonality);
     return { state, cases: migrationCases(fp.migrationFlags, device) };
   },
   async teardown(state, target, agent) {
@@ -96,25 +76,33 @@ async function realDeviceSetup(target: Target, agent: AgentClient): Promise<Setu
   await src.reset();
   if (dst !== src) await dst.reset();
   const device = info(a, fp);
+  const state = suiteState(agent, { src, dst, srcPath: a!.cdev, dstPath: b!.cdev! }, fp, device, []);
+  return { state, cases: migrationCases(fp.migrationFlags, device) };
+}
+
+/**
+ * The cases' view of a source/destination pair, whatever the devices are. The valid stream is
+ * saved once from the destination; reopen closes and opens a device's cdev again (same Dev object,
+ * new fd) so the cases' references stay valid.
+ */
+function suiteState(agent: AgentClient, d: { src: Dev; dst: Dev; srcPath: string; dstPath: string }, fp: Fingerprint, device: DeviceInfo, uuids: string[], personality?: MigState['personality']): SuiteState {
   let stream: Buffer | undefined;
-  const state: SuiteState = {
-    src, dst, fp, device, uuids: [],
+  return {
+    src: d.src, dst: d.dst, fp, device, personality, uuids,
     async validStream() {
       if (!stream) {
-        await dst.reset();
-        const fd = await dst.reach(State.STOP_COPY);
+        await d.dst.reset();
+        const fd = await d.dst.reach(State.STOP_COPY);
         stream = (await readAll(agent, fd)).data;
         await agent.request('close', { fd });
-        await dst.reset();
+        await d.dst.reset();
       }
       return stream;
     },
     async reopen(which) {
-      const d: Dev = which === 'src' ? src : dst;
-      const path = (which === 'src' ? a : b)!.cdev!;
-      await agent.request('close', { fd: d.fd });
-      d.fd = (await openCdev(agent, path, d.label)).fd;
+      const dev = which === 'src' ? d.src : d.dst;
+      await agent.request('close', { fd: dev.fd });
+      dev.fd = (await openCdev(agent, which === 'src' ? d.srcPath : d.dstPath, dev.label)).fd;
     },
   };
-  return { state, cases: migrationCases(fp.migrationFlags, device) };
 }
