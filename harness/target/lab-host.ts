@@ -1,4 +1,5 @@
 import type { BoundDevice } from '../devices/manager.js';
+import { writeStepMarker } from './marker.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -289,10 +290,7 @@ export class LabHost implements Target {
     return this.session().upload(data, remotePath, mode);
   }
 
-  /**
-   * A long-lived channel. The default agent path (/usr/bin/vfio-agent, what the runner asks for)
-   * means the agent this connection uploaded: a lab host has no agent installed of its own.
-   */
+  /** A long-lived channel (the runner starts the uploaded agent at `agentPath` through it). */
   openChannel(cmd: string): Promise<ClientChannel> {
     return this.session().openChannel(cmd);
   }
@@ -300,8 +298,7 @@ export class LabHost implements Target {
   async mark(step: string): Promise<void> {
     const line = stepMarker(step);
     const seen = this.kmsg ? this.waitFor(line, 5_000) : Promise.resolve(false);
-    const r = await this.exec(`echo '${line.replace(/'/g, `'\\''`)}' > /dev/kmsg`, { timeoutMs: 10_000 });
-    if (r.code !== 0) throw new HarnessError(`could not write the step marker for ${step}: ${r.stderr.trim()}`);
+    await writeStepMarker((c, o) => this.exec(c, o), step, () => this.isAlive());
     // Wait (briefly) until the marker came back through the reader: what the kernel printed before
     // it has then been attributed to the step before.
     await seen;

@@ -8,7 +8,8 @@ import type { Profile } from '../qemu/profiles.js';
 import { qemuArgs, shellQuote, type Accel, type MachineSpec } from '../qemu/cmdline.js';
 import { connectWithRetry, type ExecOptions, type ExecResult, type SshSession } from '../ssh/client.js';
 import { clientKey } from '../ssh/keys.js';
-import { ConsoleWatcher, stepMarker } from '../watch/console.js';
+import { ConsoleWatcher } from '../watch/console.js';
+import { writeStepMarker } from './marker.js';
 import { HarnessError } from '../util/errors.js';
 import { freePort } from '../util/net.js';
 import { onShutdown } from '../util/shutdown.js';
@@ -68,7 +69,7 @@ export class QemuGuest implements Target {
   private consoleTail = '';
 
   private constructor(
-    private readonly o: GuestOptions,
+    o: GuestOptions,
     private readonly child: ResultPromise,
     private readonly port: number,
     argv: string[],
@@ -176,18 +177,10 @@ export class QemuGuest implements Target {
     return this.session().openChannel(cmd);
   }
 
-  async mark(step: string): Promise<void> {
-    const cmd = `echo '${stepMarker(step).replace(/'/g, `'\\''`)}' > /dev/kmsg`;
-    // Under load dropbear now and then closes a channel without sending the exit status (code null,
-    // no output). A marker written twice is harmless, so ask again; a real failure has a code.
-    for (let i = 0; ; i++) {
-      const r = await this.exec(cmd, { timeoutMs: 10_000 });
-      if (r.code === 0) return;
-      if (r.code !== null || r.timedOut || i >= 2 || !this.isAlive()) {
-        throw new HarnessError(`could not write the step marker for ${step}: ${r.stderr.trim() || (r.code === null ? 'no exit status' : `exit ${r.code}`)}`);
-      }
-    }
+  mark(step: string): Promise<void> {
+    return writeStepMarker((c, o) => this.exec(c, o), step, () => this.isAlive());
   }
+
 
   faultMark(): number {
     return this.watcher.mark();
