@@ -20,6 +20,8 @@ export interface Arch {
   baseFragment: string;
   /** Debian architecture, for guest userspace packages */
   debArch: string;
+  /** kernel command line words for a TCG guest */
+  tcgCmdline: string[];
 }
 
 export const ARCHES: Record<Arch['name'], Arch> = {
@@ -33,6 +35,8 @@ export const ARCHES: Record<Arch['name'], Arch> = {
     console: 'ttyS0',
     baseFragment: 'base-x86_64.config',
     debArch: 'amd64',
+    // Under TCG the TSC looks unstable to the clocksource watchdog; that costs seconds of boot for nothing.
+    tcgCmdline: ['tsc=reliable'],
   },
   arm64: {
     name: 'arm64',
@@ -44,6 +48,8 @@ export const ARCHES: Record<Arch['name'], Arch> = {
     console: 'ttyAMA0',
     baseFragment: 'base-arm64.config',
     debArch: 'arm64',
+    // the architected timer has no such watchdog trouble
+    tcgCmdline: [],
   },
 };
 

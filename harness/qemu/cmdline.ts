@@ -16,7 +16,7 @@ export interface MachineSpec {
   /** host port on 127.0.0.1 forwarded to the guest's SSH port; omitted for probe boots */
   sshPort?: number;
   qmpSocket?: string;
-  /** additional -device lines after the network card (edu, ...) */
+  /** -device lines after the network card and the profile's own devices (a test's extras) */
   devices?: string[];
 }
 
@@ -25,8 +25,7 @@ export function kernelCmdline(s: MachineSpec): string {
   return [
     `console=${s.arch.console}`,
     'panic=-1',
-    // Under TCG the TSC looks unstable to the clocksource watchdog; that costs seconds of boot for nothing.
-    ...(s.accel === 'tcg' ? ['tsc=reliable'] : []),
+    ...(s.accel === 'tcg' ? s.arch.tcgCmdline : []),
     ...s.profile.cmdline,
     ...(s.append ?? []),
   ].join(' ');
@@ -59,7 +58,7 @@ export function qemuArgs(s: MachineSpec): string[] {
     args.push('-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`);
     args.push('-device', 'virtio-net-pci,netdev=n0,romfile=');
   }
-  for (const d of s.devices ?? []) args.push('-device', d);
+  for (const d of [...s.profile.devices, ...(s.devices ?? [])]) args.push('-device', d);
   if (s.qmpSocket) args.push('-qmp', `unix:${s.qmpSocket},server=on,wait=off`);
   return args;
 }

@@ -20,7 +20,15 @@ export interface Profile {
   expect: { sysClassIommu?: RegExp; dmesg?: RegExp; irqRemap?: boolean };
   /** whether vfio-pci devices can be bound behind this profile (needs an IOMMU with interrupt isolation) */
   vfioPci: boolean;
+  /**
+   * Emulated PCI devices every guest of this profile gets, after the network card. QEMU's edu
+   * device does real DMA through the vIOMMU: the 'emulated' device class beside mtty.
+   */
+  devices: string[];
 }
+
+/** QEMU's educational PCI device (1234:11e8): a DMA engine the suites drive through vfio-pci. */
+const EDU = 'edu';
 
 export const PROFILES: Profile[] = [
   {
@@ -32,6 +40,7 @@ export const PROFILES: Profile[] = [
     cmdline: [],
     expect: { sysClassIommu: /^iommufd_selftest/ },
     vfioPci: false,
+    devices: [EDU],
   },
   {
     name: 'intel-iommu',
@@ -42,6 +51,7 @@ export const PROFILES: Profile[] = [
     cmdline: ['intel_iommu=on'],
     expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
     vfioPci: true,
+    devices: [EDU],
   },
   {
     name: 'intel-iommu-sm',
@@ -52,6 +62,7 @@ export const PROFILES: Profile[] = [
     cmdline: ['intel_iommu=on,sm_on'],
     expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
     vfioPci: true,
+    devices: [EDU],
   },
   {
     name: 'amd-iommu',
@@ -62,6 +73,7 @@ export const PROFILES: Profile[] = [
     cmdline: [],
     expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
     vfioPci: true,
+    devices: [EDU],
   },
   {
     name: 'virtio-iommu',
@@ -73,6 +85,30 @@ export const PROFILES: Profile[] = [
     cmdline: ['iommufd.allow_unsafe_interrupts=1', 'vfio_iommu_type1.allow_unsafe_interrupts=1'],
     expect: { sysClassIommu: /^virtio-iommu|^\d+:\d+:\d+\.\d+$|^virtio\d+$/, dmesg: /virtio_iommu/ },
     vfioPci: true,
+    devices: [EDU],
+  },
+  {
+    name: 'smmuv3',
+    arch: 'arm64',
+    description: 'arm64 virt with an emulated SMMUv3 (stage 1 only: no HTTU, no SSID) and GICv3 ITS',
+    // gic-version=3: the TCG default (GICv2 + v2m) has no MSI isolation, and binding a VFIO device fails with EPERM.
+    machine: 'virt,iommu=smmuv3,gic-version=3',
+    iommuDevices: [],
+    cmdline: [],
+    expect: { sysClassIommu: /^smmu3\./, dmesg: /arm-smmu-v3/ },
+    vfioPci: true,
+    devices: [EDU],
+  },
+  {
+    name: 'arm64-none',
+    arch: 'arm64',
+    description: 'arm64 virt with GICv3, no IOMMU: only the iommufd selftest mock and mdev devices',
+    machine: 'virt,gic-version=3',
+    iommuDevices: [],
+    cmdline: [],
+    expect: { sysClassIommu: /^iommufd_selftest/ },
+    vfioPci: false,
+    devices: [EDU],
   },
 ];
 

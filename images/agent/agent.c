@@ -1224,6 +1224,23 @@ static void op_pread(struct ctx *c)
 	free(b);
 }
 
+static void op_pwrite(struct ctx *c)
+{
+	int fd;
+	int64_t off = 0;
+	uint8_t *d = NULL;
+	size_t len = 0;
+	if (!arg_fd(c, "fd", &fd) || !arg_int(c, "offset", true, INT64_MIN, INT64_MAX, &off) ||
+	    !arg_hex(c, "data", true, MAX_LINE, &d, &len))
+		return;
+	ssize_t n = pwrite(fd, d, len, (off_t)off);
+	if (n < 0)
+		set_errno(c, errno, "pwrite");
+	else
+		f_i64(c, "n", n);
+	free(d);
+}
+
 static void op_lseek(struct ctx *c)
 {
 	int fd;
@@ -1380,6 +1397,43 @@ static void op_fd_ioctl(struct ctx *c)
  * optionally hugetlb) and keeps it until `mem_free`; the harness holds the address. Nothing is
  * touched here: pinning (IOAS_MAP, MAP_DMA) faults the pages in.
  */
+/*
+ * The agent's own allocations, so mem_read/mem_write can refuse an address that is not one of them:
+ * a typo in a test must give BADREQ, not a SIGSEGV that kills the agent and every fd it holds.
+ */
+#define MAX_TRACKED 1024
+static struct { uint8_t *p; size_t len; } tracked[MAX_TRACKED];
+
+static void track_add(void *p, size_t len)
+{
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (!tracked[i].p) {
+			tracked[i].p = p;
+			tracked[i].len = len;
+			return;
+		}
+	/* table full: the memory stays usable for mappings, just not for mem_read/mem_write */
+}
+
+static void track_remove(void *p, size_t len)
+{
+	uint8_t *lo = p, *hi = lo + len;
+	for (int i = 0; i < MAX_TRACKED; i++)
+		if (tracked[i].p && tracked[i].p >= lo && tracked[i].p + tracked[i].len <= hi)
+			tracked[i].p = NULL;
+}
+
+/* [addr, addr+len) inside one tracked allocation */
+static bool tracked_range(uint64_t addr, uint64_t len)
+{
+	for (int i = 0; i < MAX_TRACKED; i++) {
+		uint64_t b = (uint64_t)(uintptr_t)tracked[i].p;
+		if (tracked[i].p && addr >= b && len <= tracked[i].len && addr - b <= tracked[i].len - len)
+			return true;
+	}
+	return false;
+}
+
 static bool agent_mmap(struct ctx *c, uint64_t length, bool hugetlb, void **out)
 {
 	if (length == 0 || length > (1ull << 40))
@@ -1393,6 +1447,7 @@ static bool agent_mmap(struct ctx *c, uint64_t length, bool hugetlb, void **out)
 		return false;
 	}
 	*out = p;
+	track_add(p, (size_t)length);
 	return true;
 }
 
@@ -1428,6 +1483,35 @@ static void op_mem_free(struct ctx *c)
 		return;
 	if (munmap((void *)(uintptr_t)addr, (size_t)length) < 0)
 		set_errno(c, errno, "munmap");
+	else
+		track_remove((void *)(uintptr_t)addr, (size_t)length);
+}
+
+/* Bytes of agent-allocated memory: what a device's DMA wrote, or the pattern it should read. */
+static void op_mem_read(struct ctx *c)
+{
+	uint64_t addr = 0, length = 0;
+	if (!arg_u64(c, "addr", true, UINT64_MAX, &addr) || !arg_u64(c, "length", true, MAX_IO, &length))
+		return;
+	if (!tracked_range(addr, length)) {
+		badreq(c, "[addr, addr+length) is not inside memory this agent allocated");
+		return;
+	}
+	f_hex(c, "data", (const uint8_t *)(uintptr_t)addr, (size_t)length);
+}
+
+static void op_mem_write(struct ctx *c)
+{
+	uint64_t addr = 0;
+	uint8_t *d = NULL;
+	size_t len = 0;
+	if (!arg_u64(c, "addr", true, UINT64_MAX, &addr) || !arg_hex(c, "data", true, MAX_LINE, &d, &len))
+		return;
+	if (!tracked_range(addr, len))
+		badreq(c, "[addr, addr+length of data) is not inside memory this agent allocated");
+	else
+		memcpy((void *)(uintptr_t)addr, d, len);
+	free(d);
 }
 
 /* Zeroed bitmap buffer of n bytes at a caller-chosen misalignment (offset) inside a page-aligned block. */
@@ -2292,6 +2376,7 @@ static const struct op ops[] = {
 	{ "read_all", op_read_all, "fd chunk limit" },
 	{ "write", op_write, "fd data" },
 	{ "pread", op_pread, "fd max offset" },
+	{ "pwrite", op_pwrite, "fd offset data" },
 	{ "lseek", op_lseek, "fd offset whence" },
 	{ "poll", op_poll, "fd events timeout_ms" },
 	{ "reset", op_reset, "dev" },
@@ -2301,6 +2386,8 @@ static const struct op ops[] = {
 	{ "fd_ioctl", op_fd_ioctl, "fd cmd payload arg" },
 	{ "mem_alloc", op_mem_alloc, "length hugetlb" },
 	{ "mem_free", op_mem_free, "addr length" },
+	{ "mem_read", op_mem_read, "addr length" },
+	{ "mem_write", op_mem_write, "addr data" },
 	{ "iommufd_open", op_iommufd_open, "" },
 	{ "ioas_alloc", op_ioas_alloc, "iommufd" },
 	{ "ioas_option", op_ioas_option, "iommufd object option option_op val" },

@@ -318,7 +318,7 @@ export const pasidSuite: Suite<PasidState> = {
     const mockDev: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST (MOCK_FLAGS_DEVICE_PASID)', fingerprint: { attachPasidUapi: !!uapi.attach_pasid, ...(state.mode.kind === 'unsupported' ? { probes: state.mode.probes } : {}) } };
     const mttyDev: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1', fingerprint: { instance: state.uuids[0] } };
     const profile = target.facts.profile ?? target.name;
-    const emulatedWhy = `PASID through VFIO needs a vfio-pci device behind a PASID-capable vIOMMU (intel-iommu-sm); profile '${profile}' binds no such device (the emulated edu device is not part of this suite yet), and only vfio-pci installs pasid_attach_ioas`;
+    const emulatedWhy = `a successful PASID attach through VFIO needs a vfio-pci device with the PASID capability behind a PASID-capable IOMMU; profile '${profile}' has none (QEMU's edu has no PASID capability: the dma suite's dma/pasid/* cases check how vfio-pci treats such a device)`;
     const mock = mockCases(mockDev);
     // With the uAPI present, every case (VFIO ones too) runs against the mock-backed setup.
     const vfio = vfioCases(mttyDev, emulatedWhy);
