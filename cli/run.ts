@@ -98,7 +98,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   // QEMU >= 8.0 over virtio-9p, and memory for nested QEMUs) gets it for the whole run: the share and
   // the memory are harmless to the other suites.
   const wants = suites.map((s) => s.machine).filter((m) => m !== undefined);
-  const rootfs = wants.some((m) => m.rootfs === 'debian-qemu') ? await rootfsMachine() : undefined;
+  const wantsRootfs = wants.some((m) => m.rootfs === 'debian-qemu');
+  // The nested client (x86 QEMU, HLT firmware, port I/O) exists for x86_64 guests only; the suite says so.
+  const rootfs = wantsRootfs && arch.nestedClient ? await rootfsMachine() : undefined;
+  const noRootfs: Record<string, string> = wantsRootfs && !arch.nestedClient ? { clientMissing: `the real-client suite's nested QEMU (the Debian rootfs image) is built for x86_64 guests only; on ${arch.name} it runs on a lab host with --target and --qemu` } : {};
   const memMiB = Math.max(0, ...wants.map((m) => m.memMiB ?? 0)) || undefined;
   const smp = Math.max(0, ...wants.map((m) => m.smp ?? 0)) || undefined;
   const accel = await decideAccel(values.accel as AccelMode, p, profiles[0]!);
@@ -132,7 +135,7 @@ export async function runCommand(argv: string[]): Promise<number> {
         arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
         logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: Number(values['boot-timeout']) * 1000,
         memMiB, smp, qemuArgs: rootfs?.qemuArgs,
-        facts: { kernel: p.kernel.release, ...(rootfs ? { rootfs: rootfs.rootfs.key, nestedQemu: rootfs.rootfs.qemuVersion } : {}) },
+        facts: { kernel: p.kernel.release, ...noRootfs, ...(rootfs ? { rootfs: rootfs.rootfs.key, nestedQemu: rootfs.rootfs.qemuVersion } : {}) },
       }),
     }, suites, outDir, {
       result: (r: CaseResult) => {

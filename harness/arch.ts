@@ -22,6 +22,8 @@ export interface Arch {
   debArch: string;
   /** kernel command line words for a TCG guest */
   tcgCmdline: string[];
+  /** whether the real-client suite's nested QEMU (images/rootfs) exists for guests of this arch */
+  nestedClient: boolean;
 }
 
 export const ARCHES: Record<Arch['name'], Arch> = {
@@ -37,6 +39,7 @@ export const ARCHES: Record<Arch['name'], Arch> = {
     debArch: 'amd64',
     // Under TCG the TSC looks unstable to the clocksource watchdog; that costs seconds of boot for nothing.
     tcgCmdline: ['tsc=reliable'],
+    nestedClient: true,
   },
   arm64: {
     name: 'arm64',
@@ -50,6 +53,7 @@ export const ARCHES: Record<Arch['name'], Arch> = {
     debArch: 'arm64',
     // the architected timer has no such watchdog trouble
     tcgCmdline: [],
+    nestedClient: false,
   },
 };
 

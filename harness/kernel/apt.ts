@@ -87,12 +87,14 @@ export function mainMirror(sources: AptSource[]): AptSource {
  */
 export class PrivateApt {
   readonly dir: string;
-  constructor(readonly suite: string, readonly sources: AptSource[] = machineSources()) {
-    this.dir = cachePath('apt', suite);
+  /** `arch`: a Debian architecture other than the host's (arm64 userspace for an arm64 guest), in lists of its own */
+  constructor(readonly suite: string, readonly sources: AptSource[] = machineSources(), readonly arch?: string) {
+    this.dir = cachePath('apt', arch ? `${suite}-${arch}` : suite);
   }
 
   private opts(): string[] {
     return [
+      ...(this.arch ? ['-o', `APT::Architecture=${this.arch}`, '-o', `APT::Architectures=${this.arch}`] : []),
       '-o', `Dir::State::Lists=${join(this.dir, 'lists')}`,
       '-o', `Dir::Etc::SourceList=${join(this.dir, 'sources.list')}`,
       '-o', 'Dir::Etc::SourceParts=-',

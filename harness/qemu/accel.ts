@@ -52,6 +52,15 @@ export const PROBE_MARKER = 'vfio-conformance: probe-ok';
  * instruction its emulator lacks. So KVM counts as usable only when a short boot under KVM reaches
  * the guest's userspace. The verdict is cached per host kernel, QEMU version and arch.
  */
+/** Node names the host's CPU x64/arm64; ours are x86_64/arm64. */
+export function hostArchName(): string {
+  return process.arch === 'x64' ? 'x86_64' : process.arch;
+}
+
+export function isNativeArch(arch: Arch): boolean {
+  return hostArchName() === arch.name;
+}
+
 export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: string; initrd: string; profile: Profile }): Promise<{ accel: Accel; reason: string }> {
   if (mode === 'tcg') return { accel: 'tcg', reason: 'requested' };
   if (mode === 'kvm') {
@@ -59,6 +68,7 @@ export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: 
     if (!kvmOpenable()) throw new HarnessError('--accel kvm: /dev/kvm cannot be opened (permissions?)');
     return { accel: 'kvm', reason: 'requested' };
   }
+  if (!isNativeArch(arch)) return { accel: 'tcg', reason: `${arch.name} guest on a ${hostArchName()} host: KVM runs only guests of the host's own architecture` };
   if (!existsSync('/dev/kvm') || !kvmOpenable()) return { accel: 'tcg', reason: '/dev/kvm absent or not accessible' };
   const key = `${release()}|${arch.name}|${await qemuVersion(arch)}`;
   const known = readVerdicts()[key];

@@ -1,13 +1,14 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, renameSync, lstatSync, rmSync } from 'node:fs';
 import { join, relative, basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { execa } from 'execa';
 import { writeCpio, readCpio, type CpioEntry } from './cpio.js';
 import type { KernelBuild } from '../../harness/kernel/build.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import { cachePath, repoPath } from '../../harness/util/paths.js';
 import { sha256, hashParts } from '../../harness/util/hash.js';
 import { capture } from '../../harness/util/proc.js';
+import { getArch } from '../../harness/arch.js';
+import { binaryWithLibraries, userlandFor } from './userland.js';
 
 export interface ExtraFile {
   guestPath: string;
@@ -38,18 +39,6 @@ export interface Image {
 function fileEntry(guestPath: string, hostPath: string, mode?: number): CpioEntry {
   const st = statSync(hostPath);
   return { type: 'file', path: guestPath, data: readFileSync(hostPath), mode: mode ?? (st.mode & 0o777) };
-}
-
-/** A dynamically linked host binary plus the libraries ldd says it needs (dropbear has no static build in Debian). */
-async function withLibraries(guestPath: string, hostPath: string): Promise<CpioEntry[]> {
-  if (!existsSync(hostPath)) throw new HarnessError(`${hostPath} not found: install the guest userspace packages (busybox-static, dropbear-bin; see .ci/run)`);
-  const out: CpioEntry[] = [fileEntry(guestPath, hostPath)];
-  const r = await execa('ldd', [hostPath], { reject: false });
-  for (const line of String(r.stdout).split('\n')) {
-    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
-    if (m) out.push(fileEntry(m[1]!, m[1]!, 0o755));
-  }
-  return out;
 }
 
 function walk(dir: string): string[] {
@@ -116,27 +105,21 @@ async function hostKeyFor(inputsKey: string): Promise<{ priv: Buffer; pub: strin
  * inputs so the same inputs give the same image.
  */
 export async function buildInitramfs(o: ImageOptions): Promise<Image> {
-  if (o.kernel.arch !== 'x86_64') throw new HarnessError(`initramfs for ${o.kernel.arch} guests is not supported yet`);
+  const userland = await userlandFor(getArch(o.kernel.arch));
   const init = readFileSync(repoPath('images', 'initramfs', 'init.sh'));
   const entries: CpioEntry[] = [
     { type: 'file', path: 'init', data: init, mode: 0o755 },
-    fileEntry('bin/busybox', '/bin/busybox', 0o755),
-    ...(await withLibraries('usr/sbin/dropbear', '/usr/sbin/dropbear')),
+    ...(await binaryWithLibraries(userland, '/bin/busybox', 'bin/busybox')),
+    ...(await binaryWithLibraries(userland, '/usr/sbin/dropbear', 'usr/sbin/dropbear')),
     { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
     { type: 'char', path: 'dev/null', major: 1, minor: 3, mode: 0o666 },
     { type: 'dir', path: 'proc' }, { type: 'dir', path: 'sys' }, { type: 'dir', path: 'tmp', mode: 0o1777 },
     { type: 'dir', path: 'root', mode: 0o700 },
     { type: 'symlink', path: 'sbin', target: 'bin' },
-    { type: 'symlink', path: 'lib64/ld-linux-x86-64.so.2', target: '/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' },
     { type: 'file', path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') },
     { type: 'file', path: 'etc/group', data: Buffer.from('root:x:0:\n') },
     { type: 'file', path: 'etc/shells', data: Buffer.from('/bin/sh\n') },
   ];
-  // ldd reports the loader under /lib64; keep the real file where ldd found it and point the ABI path at it.
-  const loader = entries.find((e) => e.type === 'file' && e.path.endsWith('ld-linux-x86-64.so.2'));
-  if (loader && loader.path === '/lib64/ld-linux-x86-64.so.2') {
-    entries.splice(entries.indexOf(loader), 1, { ...loader, path: 'lib/x86_64-linux-gnu/ld-linux-x86-64.so.2' });
-  }
   const mods = await moduleEntries(o.kernel, o.modules ?? []);
   entries.push(...mods.entries);
   if (o.agent) entries.push(fileEntry('usr/bin/vfio-agent', o.agent, 0o755));

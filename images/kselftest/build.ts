@@ -4,6 +4,11 @@ import type { KernelBuild } from '../../harness/kernel/build.js';
 import { hashParts } from '../../harness/util/hash.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import { runLogged } from '../../harness/util/proc.js';
+import { getArch } from '../../harness/arch.js';
+import { unpackPackages } from '../initramfs/userland.js';
+
+/** static libraries the selftests link, for a cross build */
+const CROSS_LIBS = ['libcap-dev', 'libcap2', 'uuid-dev', 'libuuid1'];
 
 /**
  * Bump when the recipe (targets, flags, layout) changes: old cache entries then stop matching.
@@ -110,7 +115,15 @@ export async function buildSelftests(kernel: KernelBuild, outDir: string): Promi
     mkdirSync(tmp, { recursive: true });
     writeFileSync(log, `# ${new Date().toISOString()} ${kernel.sourceId} ${t.dir} selftests\n`);
     const args = ['-C', src, `OUTPUT=${tmp}`, `KHDR_INCLUDES=-isystem ${kernel.headersDir}`, 'LDFLAGS=-static', ...t.extraMake];
-    if (kernel.arch !== 'x86_64') args.push(`ARCH=${kernel.arch}`);
+    const arch = getArch(kernel.arch);
+    if (arch.crossCompile) {
+      // libcap.a (and libuuid.a for vfio) of the guest's architecture, from Debian's packages
+      const sys = await unpackPackages(arch, CROSS_LIBS);
+      const libdir = join(sys.root, 'usr', 'lib', arch.crossCompile.replace(/-$/, ''));
+      args[3] = `KHDR_INCLUDES=-isystem ${kernel.headersDir} -isystem ${join(sys.root, 'usr', 'include')}`;
+      args[4] = `LDFLAGS=-static -L${libdir}`;
+      args.push(`ARCH=${arch.kernelArch}`, `CROSS_COMPILE=${arch.crossCompile}`);
+    }
     try {
       await runLogged('make', args, { log, what: `${t.dir} selftests build`, timeoutMs: 10 * 60_000, env: { ...process.env, MAKEFLAGS: '' } });
     } catch (e) {

@@ -73,7 +73,7 @@ export async function detectClient(target: Target): Promise<ClientEnv> {
       ...base,
       missing: kind === 'nested'
         ? `the rootfs share is mounted but its QEMU does not run: ${v.stderr.trim().split('\n').pop()}`
-        : `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or give a lab host's QEMU >= 8.0 with --qemu PATH`,
+        : target.facts.clientMissing ?? `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or give a lab host's QEMU >= 8.0 with --qemu PATH`,
     };
   }
   const version = parseQemuVersion(v.stdout);
