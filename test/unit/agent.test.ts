@@ -298,6 +298,30 @@ t.test('host-header agent (uapi of the host libc headers)', async (t) => {
     t.match(await agent.req('close', { fd }), { ok: true });
   });
 
+  t.test('pwrite: a block at an offset, negative offset EINVAL', async (t) => {
+    const file = join(work, 'pw.bin');
+    writeFileSync(file, Buffer.from('..........'));
+    const fd = (await agent.req('open', { path: file, flags: 'rw' })).fd as number;
+    t.match(await agent.req('pwrite', { fd, offset: 3, data: '414243' }), { ok: true, n: 3 });
+    t.equal(readFileSync(file, 'utf8'), '...ABC....');
+    t.match(await agent.req('pwrite', { fd, offset: -1, data: '00' }), { ok: false, err: 'EINVAL', where: 'pwrite' });
+    t.match(await agent.req('close', { fd }), { ok: true });
+  });
+
+  t.test('mem_read / mem_write: inside the agent\'s own allocations only, never a crash', async (t) => {
+    const addr = (await agent.req('mem_alloc', { length: 8192 })).addr as number;
+    t.match(await agent.req('mem_read', { addr: addr + 4094, length: 4 }), { ok: true, data: '00000000' }, 'fresh memory is zero');
+    t.match(await agent.req('mem_write', { addr: addr + 4094, data: 'deadbeef' }), { ok: true }, 'across a page boundary');
+    t.match(await agent.req('mem_read', { addr: addr + 4093, length: 6 }), { ok: true, data: '00deadbeef00' });
+    t.match(await agent.req('mem_read', { addr: addr + 8190, length: 4 }), { ok: false, err: 'BADREQ' }, 'past the end');
+    t.match(await agent.req('mem_write', { addr: addr - 1, data: '00' }), { ok: false, err: 'BADREQ' }, 'before the start');
+    t.match(await agent.req('mem_read', { addr: 4096, length: 1 }), { ok: false, err: 'BADREQ' }, 'an address it never allocated');
+    // memory an ioas_map allocated for itself is the agent's too (the map fails without /dev/iommu, the memory stays)
+    t.match(await agent.req('mem_free', { addr, length: 8192 }), { ok: true });
+    t.match(await agent.req('mem_read', { addr, length: 1 }), { ok: false, err: 'BADREQ' }, 'freed memory is refused');
+    t.match(await agent.req('hello'), { ok: true }, 'still answering');
+  });
+
   t.test('EOF on stdin ends the agent with status 0', async (t) => {
     t.equal(await agent.close(), 0);
   });

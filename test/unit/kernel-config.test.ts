@@ -41,6 +41,22 @@ t.test('our fragments ask for the Appendix C options the suites depend on', asyn
   t.equal(all.get('CONFIG_IOMMUFD_VFIO_CONTAINER'), 'n', 'type1 dirty tracking needs the real container');
 });
 
+t.test('arm64: the same uAPI fragments on an arm64 base with SMMUv3, and nothing x86 in the common ones', async (t) => {
+  const frags = fragmentsFor(ARCHES.arm64);
+  t.equal(frags[0]?.name, 'base-arm64.config', 'arch base first, then the common fragments');
+  t.same(frags.slice(1).map((f) => f.name), fragmentsFor(ARCHES.x86_64).slice(1).map((f) => f.name), 'the same common fragments as x86');
+  const all = new Map<string, string>();
+  for (const f of frags) for (const [k, v] of parseConfig(f.text)) all.set(k, v);
+  for (const opt of ['ARM_SMMU_V3', 'ARM_SMMU_V3_IOMMUFD', 'ARM_GIC_V3', 'ARM_GIC_V3_ITS', 'PCI_HOST_GENERIC', 'SERIAL_AMBA_PL011_CONSOLE',
+    'ARM_PSCI_FW', 'IOMMUFD_TEST', 'VFIO_PCI', 'HUGETLBFS', 'TRANSPARENT_HUGEPAGE', 'ARM_SMMU_V3_SVA']) {
+    t.equal(all.get(`CONFIG_${opt}`), 'y', opt);
+  }
+  // IOMMUFD_TEST depends on IOMMU_PT_AMDV1 on arm64, which Kconfig shows only with COMPILE_TEST
+  for (const opt of ['COMPILE_TEST', 'GENERIC_PT', 'IOMMU_PT', 'IOMMU_PT_AMDV1']) t.equal(all.get(`CONFIG_${opt}`), 'y', opt);
+  t.equal(all.get('CONFIG_WERROR'), 'n', 'COMPILE_TEST must not turn warnings into a failed guest build');
+  for (const x86 of ['INTEL_IOMMU', 'AMD_IOMMU', 'IRQ_REMAP', 'X86_X2APIC']) t.equal(all.get(`CONFIG_${x86}`), undefined, `${x86} only in the x86 base`);
+});
+
 t.test('cache keys are independent of property order and change with any part', async (t) => {
   const a = hashParts({ source: 'debian-7.2.13-1', arch: 'x86_64', fragments: 'abc', recipe: '1' });
   t.equal(a, hashParts({ recipe: '1', fragments: 'abc', arch: 'x86_64', source: 'debian-7.2.13-1' }));

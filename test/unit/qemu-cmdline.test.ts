@@ -57,6 +57,35 @@ t.test('probe boots have no network', async (t) => {
   t.same(opt(a, '-netdev'), []);
 });
 
+t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, no TSC words', async (t) => {
+  const arm = { ...base, arch: ARCHES.arm64, kernel: '/k/Image' };
+  const smmu = qemuArgs({ ...arm, profile: getProfile('smmuv3'), accel: 'tcg' });
+  t.equal(opt(smmu, '-machine')[0], 'virt,iommu=smmuv3,gic-version=3', 'gic-version=3: GICv2m has no MSI isolation and VFIO binding fails');
+  t.same(opt(smmu, '-cpu'), ['max']);
+  t.same(opt(smmu, '-kernel'), ['/k/Image']);
+  const append = opt(smmu, '-append')[0]!;
+  t.match(append, /^console=ttyAMA0 panic=-1/);
+  t.notMatch(append, /tsc=reliable/, 'the TSC words are x86 only');
+  t.same(opt(smmu, '-device').filter((d) => /iommu/.test(d)), [], 'the SMMU is part of the machine, not a -device');
+  const none = qemuArgs({ ...arm, profile: getProfile('arm64-none'), accel: 'tcg' });
+  t.equal(opt(none, '-machine')[0], 'virt,gic-version=3');
+  t.equal(getProfile('smmuv3').arch, 'arm64');
+  t.ok(getProfile('smmuv3').vfioPci && !getProfile('arm64-none').vfioPci);
+  t.equal(ARCHES.arm64.qemuBinary, 'qemu-system-aarch64');
+});
+
+t.test('every profile carries the edu DMA device after the network card', async (t) => {
+  for (const p of PROFILES) {
+    const arch = ARCHES[p.arch];
+    const devices = opt(qemuArgs({ ...base, arch, profile: p, accel: 'tcg' }), '-device');
+    const net = devices.findIndex((d) => d.startsWith('virtio-net-pci'));
+    const edu = devices.indexOf('edu');
+    t.ok(edu > net && net >= 0, `${p.name}: edu after the network card`);
+  }
+  const extra = opt(qemuArgs({ ...base, profile: getProfile('none'), accel: 'tcg', devices: ['pci-testdev'] }), '-device');
+  t.same(extra.slice(-2), ['edu', 'pci-testdev'], "a caller's devices follow the profile's");
+});
+
 t.test('unknown profile names the known ones', async (t) => {
   t.throws(() => getProfile('smmu'), HarnessError);
   t.throws(() => getProfile('smmu'), /known: none, intel-iommu/);
