@@ -12,7 +12,7 @@ const HELP = `vfio-conformance kernel build [options]
 Options:
   --kernel SPEC      debian:latest (default), debian:X.Y, or PATH to a kernel tree
   --source SPEC      same as --kernel
-  --arch ARCH        x86_64 (default)
+  --arch ARCH        x86_64 (default) or arm64 (cross-built with aarch64-linux-gnu-gcc, base-arm64.config)
   --config FILE      an extra config fragment merged after ours (repeatable)
   --jobs N           make -j (default: cores + 1)
   --force            rebuild even when cached

@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import { PROFILES, type Profile } from '../harness/qemu/profiles.js';
 import { getArch } from '../harness/arch.js';
-import { readCachedAccel } from '../harness/qemu/accel.js';
+import { hostArchName, isNativeArch, readCachedAccel } from '../harness/qemu/accel.js';
 
 const HELP = `vfio-conformance profiles [--json]
   List the machine profiles, and for each whether this host can run it: the QEMU binary exists
@@ -16,12 +16,12 @@ async function check(p: Profile): Promise<Row> {
   const arch = getArch(p.arch);
   const base = { name: p.name, arch: p.arch, description: p.description };
   // QEMU checks devices against the machine only when it builds it; `-S` with no kernel stops before running anything.
-  const args = ['-nodefaults', '-display', 'none', '-machine', p.machine, '-accel', 'tcg', '-S', ...p.iommuDevices.flatMap((d) => ['-device', d]), '-qmp', 'stdio'];
+  const args = ['-nodefaults', '-display', 'none', '-machine', p.machine, '-accel', 'tcg', '-S', ...[...p.iommuDevices, ...p.devices].flatMap((d) => ['-device', d]), '-qmp', 'stdio'];
   const r = await execa(arch.qemuBinary, args, { reject: false, timeout: 15_000, input: '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n' }).catch((e: Error) => ({ exitCode: 127, stderr: e.message }));
   if (r.exitCode === 127 || /ENOENT/.test(String(r.stderr))) return { ...base, runnable: false, accel: '-', problem: `${arch.qemuBinary} not installed` };
   if (r.exitCode !== 0) return { ...base, runnable: false, accel: '-', problem: String(r.stderr).trim().split('\n').pop() };
   const cached = readCachedAccel(arch);
-  const accel = cached ?? (existsSync('/dev/kvm') ? 'tcg (kvm unprobed)' : 'tcg');
+  const accel = !isNativeArch(arch) ? `tcg (${arch.name} on ${hostArchName()})` : cached ?? (existsSync('/dev/kvm') ? 'tcg (kvm unprobed)' : 'tcg');
   return { ...base, runnable: true, accel };
 }
 

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { hostname, cpus, arch as hostArch } from 'node:os';
 import { join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { DEFAULT_PROFILES, getProfile } from '../harness/qemu/profiles.js';
+import { DEFAULT_PROFILES, PROFILES, getProfile } from '../harness/qemu/profiles.js';
 import { getArch } from '../harness/arch.js';
 import { prepare, decideAccel } from '../harness/run/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
@@ -59,6 +59,13 @@ failures known from the baseline or the expectations), 1 a regression: a case fa
 that is not known, 2 a harness error (a profile could not run, or the run is incomplete).`;
 
 
+/** x86_64's five profiles by default; --arch arm64 picks the arm64 ones (smmuv3, arm64-none). */
+function defaultProfiles(arch?: string): string[] {
+  if (!arch) return DEFAULT_PROFILES;
+  const name = getArch(arch).name;
+  return PROFILES.filter((p) => p.arch === name).map((p) => p.name);
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -69,7 +76,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
       target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
       'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
-      qemu: { type: 'string' },
+      qemu: { type: 'string' }, arch: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -87,9 +94,10 @@ export async function runCommand(argv: string[]): Promise<number> {
       kernel: values.kernel!, out: values.out, suites, baseline, expectations, qemu: values.qemu,
     });
   }
-  const profiles = (values.profile ?? DEFAULT_PROFILES).map(getProfile);
+  const profiles = (values.profile ?? defaultProfiles(values.arch)).map(getProfile);
   const arches = new Set(profiles.map((p) => p.arch));
-  if (arches.size > 1) throw new HarnessError(`profiles of different architectures in one run: ${[...arches].join(', ')}`);
+  if (arches.size > 1) throw new HarnessError(`profiles of different architectures in one run: ${[...arches].join(', ')} (one kernel is built per run: run each architecture separately)`);
+  if (values.arch && !arches.has(getArch(values.arch).name)) throw new HarnessError(`--arch ${values.arch} does not match the profiles' architecture (${[...arches].join(', ')})`);
   const arch = getArch(profiles[0]!.arch);
 
   const started = new Date();

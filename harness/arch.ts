@@ -1,3 +1,5 @@
+import { HarnessError } from './util/errors.js';
+
 /**
  * Architectures as data: everything that differs between an x86_64 and an arm64 guest lives here,
  * so the kernel build, the image build, the agent build and the QEMU command line take it from one
@@ -59,6 +61,6 @@ export const ARCHES: Record<Arch['name'], Arch> = {
 
 export function getArch(name: string): Arch {
   const a = (ARCHES as Record<string, Arch>)[name];
-  if (!a) throw new Error(`unknown architecture '${name}' (known: ${Object.keys(ARCHES).join(', ')})`);
+  if (!a) throw new HarnessError(`unknown architecture '${name}' (known: ${Object.keys(ARCHES).join(', ')})`);
   return a;
 }

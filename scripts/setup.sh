@@ -15,6 +15,9 @@ packages=(
   libxml2-utils chromium
   # the real-client suite: a Debian rootfs with a QEMU new enough for VFIO migration v2
   debootstrap
+  # arm64 guests behind SMMUv3: QEMU, the cross compiler for the kernel, the agent and the selftests
+  # (the guest's userspace is Debian's arm64 packages, downloaded and unpacked by the harness)
+  qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
