@@ -98,7 +98,10 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           if (dead) { died = true; break; }
         }
         if (!died) {
-          await suite.teardown?.(state, target!, agent!).catch(() => undefined);
+          // A teardown that could not put things back (a device binding, an mdev) is reported, never hidden.
+          await suite.teardown?.(state, target!, agent!).catch((e: Error) => {
+            hooks.result(errorResult(`${suite.name}/teardown`, suite.name, f.profile, `suite teardown failed: ${e.message}`));
+          });
           break;
         }
         needFresh = true;

@@ -29,10 +29,10 @@ export async function groupOf(target: Target, uuid: string): Promise<number> {
   return n;
 }
 
-/** Why no real device's HWPT capability can be checked here (a lab host passes one with --device). */
+/** Why the real-device cases of this suite do not run on an emulated target (a lab host passes one with --device). */
 export function realDeviceWhy(target: Target): string {
   const profile = target.facts.profile ?? target.name;
-  return `profile '${profile}' has no IOMMU-backed device bound to vfio (mtty is an emulated iommufd access: GET_HW_INFO/HWPT_ALLOC give ENOENT); capability consistency on a real device needs a vfio-pci device behind a dirty-capable IOMMU (Intel SSADS, AMD HD, SMMUv3 HTTU)`;
+  return `profile '${profile}' has no device behind a dirty-capable IOMMU (Intel SSADS, AMD HD, SMMUv3 HTTU): mtty is an emulated iommufd access (GET_HW_INFO/HWPT_ALLOC give ENOENT), and the emulated edu device's vIOMMU reports no dirty tracking (checked against HWPT_ALLOC by dma/iommufd/dirty-capability)`;
 }
 
 const MOCK_DEVICE = (fp: Record<string, unknown>): DeviceInfo => ({ driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST', fingerprint: fp });

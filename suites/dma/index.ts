@@ -498,6 +498,7 @@ export const dmaSuite: Suite<DmaState | Unbound> = {
     await closeCdev(state);
     if (state.group) for (const fd of [state.group.dev, state.group.groupFd, state.group.container]) await agent.request('close', { fd });
     for (const a of state.allocations) await agent.request('mem_free', { addr: a.addr, length: a.length });
-    await state.edu.manager.restore();
+    const r = await state.edu.manager.restore();
+    if (!r.ok) throw new HarnessError(`edu ${state.edu.bdf}: its original driver binding was not restored: ${r.problems.join('; ')}`);
   },
 };
