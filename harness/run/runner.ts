@@ -57,6 +57,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
       const done = new Set<string>();
       let replacements = 0;
       let pendingNote: string | undefined;
+      const retried = new Set<string>();
       for (;;) {
         if (needFresh) {
           if (!(await fresh())) return;
@@ -82,8 +83,20 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           if (done.has(c.id)) continue;
           done.add(c.id);
           const { result: r, exchanges } = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
-          if (pendingNote) { r.log = [pendingNote, ...(r.log ?? [])]; pendingNote = undefined; }
+          const note = pendingNote;
+          pendingNote = undefined;
+          if (note) r.log = [note, ...(r.log ?? [])];
           const dead = !target!.isAlive() || !agent!.alive;
+          // The SSH session dropped while the machine and its kernel are fine (dropbear 2022.83 can
+          // abort a connection on an internal assertion): the harness failed, not the case. Run the
+          // case once more on a fresh machine, and say so in its log.
+          if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !retried.has(c.id)) {
+            retried.add(c.id);
+            done.delete(c.id);
+            pendingNote = `note: run again on a fresh machine: the first attempt lost its SSH connection while the machine was alive and its kernel reported nothing (${r.reason ?? 'no reason'})`;
+            died = true;
+            break;
+          }
           if (dead) {
             r.reason = `${r.reason ? `${r.reason}; ` : ''}the machine died or stopped answering during this case (${target!.deathReason() ?? 'agent connection lost'}); a fresh one is used for what follows`;
           }
@@ -113,7 +126,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           }
           break;
         }
-        pendingNote = `note: running on replacement machine #${replacements}`;
+        pendingNote = [pendingNote, `note: running on replacement machine #${replacements}`].filter(Boolean).join('; ');
       }
     }
   } finally {
