@@ -1,32 +1,41 @@
+import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import type { MigrationInfo } from '../../harness/qemu/qmp.js';
 import type { DeviceInfo } from '../../reports/schema.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import type { CaseContext, CaseDef, CaseOutcome, Suite } from '../types.js';
-import { createMtty, removeMtty } from '../migration/devices.js';
-import { ALL_FLAGS } from '../migration/model.js';
-import { detectClient, NestedQemu, DEVICE_ID, shq, type ClientEnv, type NestedOptions } from './nested.js';
-import { UART, sideWalk, type SideWalk } from './parse.js';
+import { ALL_FLAGS, Flag } from '../migration/model.js';
+import { detectClient, NestedQemu, DEVICE_ID, shq, vfioHostId, type ClientEnv, type NestedOptions, type VfioHost } from './nested.js';
+import { migrationRefusal, sideWalk, type SideWalk } from './parse.js';
+import {
+  distinctSlots, flagGap, kindOf, mttySource, readDeviceFacts, realSource,
+  type Backend, type DeviceSource, type Need, type Slot,
+} from './devices.js';
+import type { StateCheck } from './state.js';
 import { NESTED_MEM_MIB } from '../../images/rootfs/build.js';
 
 export { arcCoverage } from './parse.js';
 
 /**
  * The real client: inside the target, a QEMU new enough for VFIO migration v2 live-migrates a VM
- * that holds an mtty instance (`vfio-pci,sysfsdev=`), over QMP, and the suite checks what a user of
- * that QEMU relies on: the migration completes, the destination runs, the device state arrived; a
- * refused destination and a cancel leave the source running with its state. Each case records
- * QEMU's own figures (total time, downtime, setup time, device bytes) and the device states QEMU
- * walked (VFIO_MIGRATION events of both sides), which arcCoverage() turns into FSM arcs.
+ * that holds a VFIO device, over QMP, and the suite checks what a user of that QEMU relies on: the
+ * migration completes, the destination runs, the device state arrived; a refused destination and a
+ * cancel leave the source running with its state. Each case records QEMU's own figures (total
+ * time, downtime, setup time, device bytes) and the device states QEMU walked (VFIO_MIGRATION
+ * events of both sides), which arcCoverage() turns into FSM arcs.
  *
  * The suite starts no machine of the harness: the nested QEMUs are the device's client, started by
  * commands run on the target. The target must carry such a QEMU: the harness's guest gets it from
  * the Debian rootfs (images/rootfs, served over virtio-9p; see `machine` below), a lab host brings
- * its own. A QEMU older than 8.0 gives expected-unsupported.
+ * its own (`--qemu PATH`) and runs it directly. A QEMU older than 8.0 gives expected-unsupported.
+ *
+ * The devices (devices.ts): in the guest, fresh mtty instances per case (`vfio-pci,sysfsdev=`),
+ * whose content the cases check through the nested guest's I/O ports; on a lab host, the --device
+ * list (`vfio-pci,host=`), paired by vendor:device, whose content no generic probe can read
+ * (state.ts). A driver without migration support makes QEMU refuse: expected-unsupported, in
+ * QEMU's words.
  */
 
-/** mtty advertises STOP_COPY | P2P | PRE_COPY. */
-const MTTY_FLAGS = ALL_FLAGS;
 const SUITE = 'qemu-migration';
 /** round trips of one VM in the round-trip case (2 migrations each) */
 export const ROUND_TRIPS = 3;
@@ -34,38 +43,11 @@ export const ROUND_TRIPS = 3;
 export interface QmState {
   env: ClientEnv;
   seq: number;
+  source: DeviceSource;
 }
 
 /** What the harness must give the guest this suite runs in (cli/run.ts honours it; see the report). */
 export const machine = { rootfs: 'debian-qemu' as const, memMiB: NESTED_MEM_MIB, smp: 2 };
-
-const DEVICE: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-2' };
-
-/** A value pattern per VM: SCR and LCR of both ports (LCR without DLAB, so the registers stay plain). */
-function pattern(seed: number): { port: number; reg: 'SCR' | 'LCR'; val: number }[] {
-  const s = (0x40 + seed * 7) & 0x7f;
-  return [
-    { port: 0, reg: 'SCR', val: s | 0x80 }, { port: 0, reg: 'LCR', val: 0x1b },
-    { port: 1, reg: 'SCR', val: (~s) & 0x7f }, { port: 1, reg: 'LCR', val: 0x03 },
-  ];
-}
-
-type Regs = Record<string, number>;
-
-async function writeRegs(q: NestedQemu, ports: number[], p: ReturnType<typeof pattern>): Promise<Regs> {
-  for (const x of p) await q.outb(ports[x.port]! + UART[x.reg], x.val);
-  return Object.fromEntries(p.map((x) => [`port${x.port}.${x.reg}`, x.val]));
-}
-
-async function readRegs(q: NestedQemu, ports: number[], p: ReturnType<typeof pattern>): Promise<Regs> {
-  const out: Regs = {};
-  for (const x of p) out[`port${x.port}.${x.reg}`] = await q.inb(ports[x.port]! + UART[x.reg]);
-  return out;
-}
-
-function diff(want: Regs, got: Regs): string[] {
-  return Object.keys(want).filter((k) => want[k] !== got[k]).map((k) => `${k}: wrote 0x${want[k]!.toString(16)}, read 0x${(got[k] ?? -1).toString(16)}`);
-}
 
 /** QEMU's own figures of a finished migration. */
 function figures(info: MigrationInfo): Record<string, unknown> {
@@ -91,16 +73,26 @@ async function waitRunState(q: NestedQemu, want: string, timeoutMs = 10_000): Pr
   return s;
 }
 
+/**
+ * The states QEMU set on this VM's device and the kernel arcs they imply. A device whose flags are
+ * unknown (no cdev to ask) keeps its walk, but claims no arcs: the path depends on the flags.
+ */
+function walk(st: QmState, q: NestedQemu, h: VfioHost): SideWalk {
+  const flags = st.source.flags(h);
+  const w = sideWalk(q.events, DEVICE_ID, flags ?? ALL_FLAGS);
+  return flags === undefined ? { ...w, arcs: [] } : w;
+}
+
 /** Every nested QEMU a case started is stopped, whatever happened; their stderr goes to the log. */
 class Vms {
   private all: NestedQemu[] = [];
-  private uuids: string[] = [];
+  private held: VfioHost[] = [];
   constructor(private readonly target: Target, private readonly st: QmState, private readonly ctx: CaseContext) {}
-  /** mtty instances for this case; removed at its end (mtty has 24 ports in all: a run cannot keep them) */
-  async mtty(type: 'mtty-1' | 'mtty-2', count = 1): Promise<{ uuid: string }[]> {
-    const made = await createMtty(this.target, type, count);
-    this.uuids.push(...made.map((m) => m.uuid));
-    return made;
+  /** the case's devices; the source undoes what it made for them when the case ends */
+  async devices(slots: Slot[]): Promise<VfioHost[]> {
+    const hosts = await this.st.source.acquire(slots);
+    this.held.push(...hosts);
+    return hosts;
   }
   async start(o: Omit<NestedOptions, 'name'> & { role: string }): Promise<NestedQemu> {
     const name = `${o.role}-${++this.st.seq}`;
@@ -109,75 +101,97 @@ class Vms {
     this.ctx.note(`${name}: ${this.st.env.prefix}${q.argv.map(shq).join(' ')}`);
     return q;
   }
+  async stop(q: NestedQemu): Promise<void> {
+    await q.stop();
+    this.logStderr(q);
+    this.all = this.all.filter((x) => x !== q);
+  }
   async stopAll(): Promise<void> {
     await Promise.all(this.all.map((q) => q.stop()));
-    for (const q of this.all) {
-      const err = q.stderr.split('\n').filter((l) => l.trim() && !/no available reset mechanism/.test(l));
-      if (err.length) this.ctx.note(`${q.name} stderr: ${err.join(' | ').slice(0, 1000)}`);
+    for (const q of this.all) this.logStderr(q);
+    this.all = [];
+    // Releasing waits for the devices to be closed, which the QEMUs' exit above did. An mtty
+    // instance left in RESUMING by a refused or cancelled load is never reopened (mtty keeps that
+    // state across a close; see environment.md), only removed.
+    if (this.held.length) {
+      await this.st.source.release(this.held).catch((e: Error) => this.ctx.note(`releasing the devices: ${e.message}`));
+      this.held = [];
     }
-    // Removal waits for the device to be closed, which the QEMUs' exit above did. An instance left
-    // in RESUMING by a refused or cancelled load is never reopened (mtty keeps that state across a
-    // close; see environment.md), only removed.
-    if (this.uuids.length) {
-      await removeMtty(this.target, this.uuids).catch((e: Error) => this.ctx.note(`removing mtty instances: ${e.message}`));
-      this.uuids = [];
-    }
+  }
+  private logStderr(q: NestedQemu): void {
+    const err = q.stderr.split('\n').filter((l) => l.trim() && !/no available reset mechanism/.test(l));
+    if (err.length) this.ctx.note(`${q.name} stderr: ${err.join(' | ').slice(0, 1000)}`);
   }
 }
 
-interface PairSpec {
-  backend: NestedOptions['backend'];
-  caps?: Record<string, boolean>;
-  dstType?: 'mtty-1' | 'mtty-2';
+/** A started pair of QEMUs, its device content loaded on the source. */
+interface Pair {
+  src: NestedQemu;
+  dst: NestedQemu;
+  hosts: VfioHost[];
+  state: StateCheck;
 }
 
-/** Source + destination QEMUs on fresh instances, the source's device programmed and loaded with a pattern. */
-async function pair(ctx: CaseContext, st: QmState, vms: Vms, spec: PairSpec, seed: number) {
-  const [a] = await vms.mtty('mtty-2');
-  const [b] = await vms.mtty(spec.dstType ?? 'mtty-2');
-  const [src, dst] = await Promise.all([
-    vms.start({ role: 'src', uuid: a!.uuid, backend: spec.backend }),
-    vms.start({ role: 'dst', uuid: b!.uuid, backend: spec.backend, incoming: true }),
+/**
+ * Source + destination QEMUs on the planned devices. Both start at once; when one fails, the
+ * other is still waited for, so it is stopped with the case and never holds its device into the next.
+ */
+async function pair(st: QmState, vms: Vms, slots: Slot[], backend: Backend, seed: number, caps?: Record<string, boolean>): Promise<Pair> {
+  const hosts = await vms.devices(slots);
+  const started = await Promise.allSettled([
+    vms.start({ role: 'src', device: hosts[0]!, backend }),
+    vms.start({ role: 'dst', device: hosts[1]!, backend, incoming: true }),
   ]);
-  const ports = await src.programBars(2);
-  if (ports.length !== 2) throw new HarnessError(`source: the device's I/O BARs did not map (info pci shows ${ports.length})`);
-  const p = pattern(seed);
-  const wrote = await writeRegs(src, ports, p);
-  const before = await readRegs(src, ports, p);
-  const bad = diff(wrote, before);
-  if (bad.length) throw new HarnessError(`the source device did not keep what was written before any migration: ${bad.join('; ')}`);
-  if (spec.caps) await Promise.all([src.setCaps(spec.caps), dst.setCaps(spec.caps)]);
-  return { src, dst, ports, p, wrote, uuids: { source: a!.uuid, destination: b!.uuid } };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const [src, dst] = started.map((r) => (r as PromiseFulfilledResult<NestedQemu>).value) as [NestedQemu, NestedQemu];
+  const state = st.source.state();
+  await state.load(src, seed);
+  if (caps) await Promise.all([src.setCaps(caps), dst.setCaps(caps)]);
+  return { src, dst, hosts, state };
 }
 
 function uri(st: QmState, tag: string): string {
   return `unix:${st.env.work}/${tag}-${st.seq}.mig`;
 }
 
+function roles(hosts: VfioHost[]): Record<string, string> {
+  return hosts.length > 1 ? { source: vfioHostId(hosts[0]!), destination: vfioHostId(hosts[1]!) } : { source: vfioHostId(hosts[0]!) };
+}
+
+/**
+ * What a completed migration must show whatever the device: QEMU walked the source device through
+ * its states (when it reports them) and moved device bytes (when it counts them).
+ */
+function deviceTookPart(st: QmState, observed: Record<string, unknown>, source: SideWalk): string | undefined {
+  if (st.env.options.migrationEvents && !source.states.length) return 'QEMU reported no VFIO_MIGRATION event of the source device (migration-events=on): the device took no part in the migration';
+  if (observed.deviceBytes === 0) return 'QEMU reports 0 device bytes transferred';
+  return undefined;
+}
+
+interface Migrate { backend: Backend; seed: number; caps?: Record<string, boolean> }
+
 /** A migration that must complete and carry the device state. */
-async function completes(ctx: CaseContext, st: QmState, spec: PairSpec, seed: number): Promise<CaseOutcome> {
+async function completes(ctx: CaseContext, st: QmState, slots: Slot[], m: Migrate): Promise<CaseOutcome> {
   const vms = new Vms(ctx.target, st, ctx);
   try {
-    const { src, dst, ports, p, wrote, uuids } = await pair(ctx, st, vms, spec, seed);
+    const { src, dst, hosts, state } = await pair(st, vms, slots, m.backend, m.seed, m.caps);
     const u = uri(st, 'mig');
     await dst.qmp.execute('migrate-incoming', { uri: u }, 10_000);
     await src.qmp.execute('migrate', { uri: u }, 10_000);
     const info = await src.waitMigrationStatus(() => false, 30_000);
     const dstRun = info.status === 'completed' ? await waitRunState(dst, 'running') : await dst.status().catch(() => 'gone');
+    const vfio = { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) };
     const observed: Record<string, unknown> = {
-      qemu: st.env.version?.text, backend: spec.backend, capabilities: Object.keys(spec.caps ?? {}).filter((k) => spec.caps![k]),
-      ...figures(info), destinationRunState: dstRun, instances: uuids,
-      vfio: { source: sideWalk(src.events, DEVICE_ID, MTTY_FLAGS), destination: sideWalk(dst.events, DEVICE_ID, MTTY_FLAGS) },
+      qemu: st.env.version?.text, backend: m.backend, capabilities: Object.keys(m.caps ?? {}).filter((k) => m.caps![k]),
+      ...figures(info), destinationRunState: dstRun, devices: roles(hosts), vfio,
     };
     if (info.status !== 'completed') return { status: 'fail', reason: `migration ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed };
     if (dstRun !== 'running') return { status: 'fail', reason: `the destination is '${dstRun}' after the migration completed, not running`, observed };
-    const dstPorts = await dst.ports();
-    observed.destinationPorts = dstPorts.map((x) => `0x${x.toString(16)}`);
-    if (dstPorts.length !== ports.length) return { status: 'fail', reason: `the destination's device has ${dstPorts.length} mapped I/O BARs, the source had ${ports.length}`, observed };
-    const got = await readRegs(dst, dstPorts, p);
-    observed.state = { wrote, read: got };
-    const bad = diff(wrote, got);
-    if (bad.length) return { status: 'fail', reason: `the device state did not arrive: ${bad.join('; ')}`, observed };
+    const absent = deviceTookPart(st, observed, vfio.source);
+    if (absent) return { status: 'fail', reason: absent, observed };
+    const bad = await state.verify(dst, observed);
+    if (bad) return { status: 'fail', reason: `the device state did not arrive: ${bad}`, observed };
     return { status: 'pass', observed };
   } finally {
     await vms.stopAll();
@@ -186,25 +200,28 @@ async function completes(ctx: CaseContext, st: QmState, spec: PairSpec, seed: nu
 
 /**
  * After a migration that did not complete: the source must run again, its device back in RUNNING
- * (QEMU's last state request), with the pattern intact.
+ * (QEMU's last state request), with its content intact.
  */
-async function rolledBack(src: NestedQemu, ports: number[], p: ReturnType<typeof pattern>, wrote: Regs, observed: Record<string, unknown>): Promise<string | undefined> {
+async function rolledBack(src: NestedQemu, state: StateCheck, observed: Record<string, unknown>): Promise<string | undefined> {
   const run = await waitRunState(src, 'running');
   observed.sourceRunState = run;
   if (run !== 'running') return `the source is '${run}' afterwards, not running`;
   const states = (observed.vfio as { source: SideWalk }).source.states;
   const last = states[states.length - 1];
   if (last !== undefined && last !== 'RUNNING') return `QEMU left the source device in ${last}, not RUNNING`;
-  const got = await readRegs(src, ports, p);
-  observed.state = { wrote, read: got };
-  const bad = diff(wrote, got);
-  return bad.length ? `the source lost its device state: ${bad.join('; ')}` : undefined;
+  const bad = await state.verify(src, observed);
+  return bad ? `the source lost its device state: ${bad}` : undefined;
 }
 
-async function wrongType(ctx: CaseContext, st: QmState): Promise<CaseOutcome> {
+/** mtty-2 / mtty-1, or vendor:device */
+function slotKind(s: Slot): string {
+  return s.kind === 'mdev' ? s.type : kindOf(s.dev);
+}
+
+async function wrongType(ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend): Promise<CaseOutcome> {
   const vms = new Vms(ctx.target, st, ctx);
   try {
-    const { src, dst, ports, p, wrote, uuids } = await pair(ctx, st, vms, { backend: 'container', dstType: 'mtty-1' }, 5);
+    const { src, dst, hosts, state } = await pair(st, vms, slots, backend, 5);
     const u = uri(st, 'wrong');
     await dst.qmp.execute('migrate-incoming', { uri: u }, 10_000);
     await src.qmp.execute('migrate', { uri: u }, 10_000);
@@ -212,13 +229,14 @@ async function wrongType(ctx: CaseContext, st: QmState): Promise<CaseOutcome> {
     // the destination's own verdict: it exits when loading fails
     const dstEnd = Date.now() + 5_000;
     while (dst.alive && Date.now() < dstEnd) await new Promise((r) => setTimeout(r, 30));
+    const [from, into] = slots.map(slotKind) as [string, string];
     const observed: Record<string, unknown> = {
-      qemu: st.env.version?.text, backend: 'container', destinationType: 'mtty-1', ...figures(info),
-      destinationExited: !dst.alive, instances: uuids,
-      vfio: { source: sideWalk(src.events, DEVICE_ID, MTTY_FLAGS), destination: sideWalk(dst.events, DEVICE_ID, MTTY_FLAGS) },
+      qemu: st.env.version?.text, backend, sourceType: from, destinationType: into, ...figures(info),
+      destinationExited: !dst.alive, devices: roles(hosts),
+      vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) },
     };
-    if (info.status === 'completed') return { status: 'fail', reason: 'a migration of a 2-port mtty into a 1-port instance completed: the destination accepted a stream of the wrong type', observed };
-    const why = await rolledBack(src, ports, p, wrote, observed);
+    if (info.status === 'completed') return { status: 'fail', reason: `a migration from ${from} into ${into} completed: the destination accepted a stream of the wrong type`, observed };
+    const why = await rolledBack(src, state, observed);
     if (why) return { status: 'fail', reason: `migration failed as it must, but ${why}`, observed };
     return { status: 'pass', observed };
   } finally {
@@ -227,31 +245,29 @@ async function wrongType(ctx: CaseContext, st: QmState): Promise<CaseOutcome> {
 }
 
 /** Cancel with the source stopped and its device in STOP_COPY (pause-before-switchover). */
-async function cancelStopCopy(ctx: CaseContext, st: QmState): Promise<CaseOutcome> {
+async function cancelStopCopy(ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend): Promise<CaseOutcome> {
   const vms = new Vms(ctx.target, st, ctx);
   try {
-    const { src, dst, ports, p, wrote, uuids } = await pair(ctx, st, vms, { backend: 'container' }, 6);
+    const { src, dst, hosts, state } = await pair(st, vms, slots, backend, 6);
     await src.setCaps({ 'pause-before-switchover': true });
     const u = uri(st, 'cancel-sc');
     await dst.qmp.execute('migrate-incoming', { uri: u }, 10_000);
     await src.qmp.execute('migrate', { uri: u }, 10_000);
     const paused = await src.waitMigrationStatus((s) => s === 'pre-switchover', 30_000);
-    const atPause = sideWalk(src.events, DEVICE_ID, MTTY_FLAGS).states;
-    const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend: 'container', capabilities: ['pause-before-switchover'], statusAtCancel: paused.status, sourceStatesAtCancel: atPause, instances: uuids };
+    const atPause = walk(st, src, hosts[0]!).states;
+    const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, capabilities: ['pause-before-switchover'], statusAtCancel: paused.status, sourceStatesAtCancel: atPause, devices: roles(hosts) };
     if (paused.status !== 'pre-switchover') {
-      observed.vfio = { source: sideWalk(src.events, DEVICE_ID, MTTY_FLAGS) };
+      observed.vfio = { source: walk(st, src, hosts[0]!) };
       return { status: 'fail', reason: `the migration never paused before switchover (status '${paused.status}')`, observed };
     }
     const since = src.events.length;
     await src.qmp.execute('migrate_cancel', {}, 10_000);
     const info = await src.waitMigrationStatus(() => false, 20_000);
     await src.waitVfioState('running', 10_000, since).catch(() => undefined);
-    Object.assign(observed, figures(info), {
-      vfio: { source: sideWalk(src.events, DEVICE_ID, MTTY_FLAGS), destination: sideWalk(dst.events, DEVICE_ID, MTTY_FLAGS) },
-    });
+    Object.assign(observed, figures(info), { vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) } });
     if (atPause[atPause.length - 1] !== 'STOP_COPY') return { status: 'fail', reason: `at the pause before switchover QEMU had the device in ${atPause[atPause.length - 1] ?? 'no reported state'}, not STOP_COPY`, observed };
     if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed };
-    const why = await rolledBack(src, ports, p, wrote, observed);
+    const why = await rolledBack(src, state, observed);
     if (why) return { status: 'fail', reason: `cancelled from STOP_COPY, but ${why}`, observed };
     return { status: 'pass', observed };
   } finally {
@@ -271,7 +287,7 @@ const STALL_LISTENER = [
   'sys.stdin.read()',
 ].join(';');
 
-async function cancelPrecopy(ctx: CaseContext, st: QmState): Promise<CaseOutcome> {
+async function cancelPrecopy(ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend): Promise<CaseOutcome> {
   const vms = new Vms(ctx.target, st, ctx);
   const lis = await ctx.target.openChannel(`${st.env.prefix}python3 -c ${shq(STALL_LISTENER)}`);
   try {
@@ -281,29 +297,27 @@ async function cancelPrecopy(ctx: CaseContext, st: QmState): Promise<CaseOutcome
       lis.on('data', (b: Buffer) => { out += b.toString(); const m = /^(\d+)\n/.exec(out); if (m) { clearTimeout(t); resolve(Number(m[1])); } });
       lis.on('close', () => { clearTimeout(t); reject(new HarnessError('the stalling listener exited')); });
     });
-    const [a] = await vms.mtty('mtty-2');
-    const src = await vms.start({ role: 'src', uuid: a!.uuid, backend: 'container' });
-    const ports = await src.programBars(2);
-    if (ports.length !== 2) throw new HarnessError(`source: the device's I/O BARs did not map (info pci shows ${ports.length})`);
-    const p = pattern(7);
-    const wrote = await writeRegs(src, ports, p);
+    const [host] = await vms.devices(slots);
+    const src = await vms.start({ role: 'src', device: host!, backend });
+    const state = st.source.state();
+    await state.load(src, 7);
     await src.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` }, 10_000);
     await src.waitVfioState('pre-copy', 20_000);
     const during = await src.migration();
-    const atCancel = sideWalk(src.events, DEVICE_ID, MTTY_FLAGS).states;
+    const atCancel = walk(st, src, host!).states;
     const since = src.events.length;
     await src.qmp.execute('migrate_cancel', {}, 10_000);
     const info = await src.waitMigrationStatus(() => false, 20_000);
     await src.waitVfioState('running', 10_000, since).catch(() => undefined);
     const observed: Record<string, unknown> = {
-      qemu: st.env.version?.text, backend: 'container', statusAtCancel: during.status, sourceStatesAtCancel: atCancel,
-      ramBytesAtCancel: during.ram?.transferred, ...figures(info), instances: { source: a!.uuid },
-      vfio: { source: sideWalk(src.events, DEVICE_ID, MTTY_FLAGS) },
+      qemu: st.env.version?.text, backend, statusAtCancel: during.status, sourceStatesAtCancel: atCancel,
+      ramBytesAtCancel: during.ram?.transferred, ...figures(info), devices: roles([host!]),
+      vfio: { source: walk(st, src, host!) },
     };
     if (during.status !== 'active') return { status: 'fail', reason: `the migration was '${during.status}' when the device reached PRE_COPY, not active (it did not stall in precopy)`, observed };
     if (!['PRE_COPY', 'PRE_COPY_P2P'].includes(atCancel[atCancel.length - 1] ?? '')) return { status: 'fail', reason: `QEMU had the device in ${atCancel[atCancel.length - 1]} at the cancel, not in precopy`, observed };
     if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed };
-    const why = await rolledBack(src, ports, p, wrote, observed);
+    const why = await rolledBack(src, state, observed);
     if (why) return { status: 'fail', reason: `cancelled during precopy, but ${why}`, observed };
     return { status: 'pass', observed };
   } finally {
@@ -313,28 +327,30 @@ async function cancelPrecopy(ctx: CaseContext, st: QmState): Promise<CaseOutcome
 }
 
 /**
- * One VM migrated back and forth: each hop onto a fresh instance, a new pattern written before each
- * hop. The next hop's destination QEMU starts while the current migration runs, and a finished
- * source quits in the background: a nested QEMU start (~0.8 s) is most of a hop's cost.
+ * One VM migrated back and forth, a new content loaded before each hop. mtty gives each hop a fresh
+ * instance, so the next hop's destination QEMU starts while the current migration runs and a
+ * finished source quits in the background (a nested QEMU start, ~0.8 s, is most of a hop's cost).
+ * A lab host's pair is reused: the next destination is the device the source leaves, so it starts
+ * once that QEMU has quit.
  */
-async function roundTrips(ctx: CaseContext, st: QmState, n: number): Promise<CaseOutcome> {
+async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend, n: number): Promise<CaseOutcome> {
   const vms = new Vms(ctx.target, st, ctx);
   const hops: Record<string, unknown>[] = [];
   const walks: SideWalk[] = [];
-  const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend: 'container', roundTrips: n, hops, vfio: { hops: walks } };
+  const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, roundTrips: n, hops, vfio: { hops: walks } };
   let next: Promise<NestedQemu> | undefined;
   const stopping: Promise<void>[] = [];
   try {
-    const inst = await vms.mtty('mtty-2', 2 * n + 1);
-    const startDst = (h: number) => vms.start({ role: 'vm', uuid: inst[h + 1]!.uuid, backend: 'container', incoming: true });
+    const homes = await vms.devices(slots);
+    observed.devices = homes.map(vfioHostId);
+    const fresh = distinctSlots(homes);
+    const startDst = (h: number) => vms.start({ role: 'vm', device: homes[h + 1]!, backend, incoming: true });
     next = startDst(0);
-    let src = await vms.start({ role: 'vm', uuid: inst[0]!.uuid, backend: 'container' });
-    let ports = await src.programBars(2);
-    if (ports.length !== 2) throw new HarnessError(`the device's I/O BARs did not map (info pci shows ${ports.length})`);
+    let src = await vms.start({ role: 'vm', device: homes[0]!, backend });
+    const state = st.source.state();
     for (let h = 0; h < 2 * n; h++) {
       const hopStart = Date.now();
-      const p = pattern(20 + h);
-      const wrote = await writeRegs(src, ports, p);
+      await state.load(src, 20 + h);
       const wroteAt = Date.now();
       const dst = await next!;
       next = undefined;
@@ -342,26 +358,29 @@ async function roundTrips(ctx: CaseContext, st: QmState, n: number): Promise<Cas
       const u = uri(st, `hop${h}`);
       await dst.qmp.execute('migrate-incoming', { uri: u }, 10_000);
       await src.qmp.execute('migrate', { uri: u }, 10_000);
-      if (h + 1 < 2 * n) next = startDst(h + 1);
+      if (fresh && h + 1 < 2 * n) next = startDst(h + 1);
       const info = await src.waitMigrationStatus(() => false, 30_000);
       const hop: Record<string, unknown> = { hop: h + 1, ...figures(info) };
       hops.push(hop);
-      walks.push(sideWalk(src.events, DEVICE_ID, MTTY_FLAGS));
+      walks.push(walk(st, src, homes[h]!));
       if (info.status !== 'completed') return { status: 'fail', reason: `hop ${h + 1} of ${2 * n} ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed };
       const run = await waitRunState(dst, 'running');
       if (run !== 'running') return { status: 'fail', reason: `after hop ${h + 1} the destination is '${run}', not running`, observed };
-      const dstPorts = await dst.ports();
-      const got = dstPorts.length === 2 ? await readRegs(dst, dstPorts, p) : {};
-      hop.state = { wrote, read: got };
-      const bad = diff(wrote, got);
-      if (bad.length) return { status: 'fail', reason: `hop ${h + 1}: the device state did not arrive: ${bad.join('; ')}`, observed };
-      ctx.note(`hop ${h + 1}: ${Date.now() - hopStart} ms (pattern written ${wroteAt - hopStart} ms, waited ${dstAt - wroteAt} ms for the destination QEMU, QEMU's total time ${info['total-time']} ms)`);
-      stopping.push(src.stop());
+      const absent = deviceTookPart(st, hop, walks[walks.length - 1]!);
+      if (absent) return { status: 'fail', reason: `hop ${h + 1}: ${absent}`, observed };
+      const bad = await state.verify(dst, hop);
+      if (bad) return { status: 'fail', reason: `hop ${h + 1}: the device state did not arrive: ${bad}`, observed };
+      ctx.note(`hop ${h + 1}: ${Date.now() - hopStart} ms (content loaded ${wroteAt - hopStart} ms, waited ${dstAt - wroteAt} ms for the destination QEMU, QEMU's total time ${info['total-time']} ms)`);
+      if (fresh) {
+        stopping.push(src.stop());
+      } else {
+        await vms.stop(src);
+        if (h + 1 < 2 * n) next = startDst(h + 1);
+      }
       src = dst;
-      ports = dstPorts;
     }
     // the VM's last home: its walk so far (RESUMING -> RUNNING_P2P -> RUNNING)
-    walks.push(sideWalk(src.events, DEVICE_ID, MTTY_FLAGS));
+    walks.push(walk(st, src, homes[2 * n]!));
     const num = (k: string) => hops.map((x) => x[k]).filter((v): v is number => typeof v === 'number');
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     Object.assign(observed, {
@@ -377,38 +396,99 @@ async function roundTrips(ctx: CaseContext, st: QmState, n: number): Promise<Cas
   }
 }
 
-interface CaseSpec { id: string; timeoutMs?: number; run: (ctx: CaseContext, st: QmState) => Promise<CaseOutcome> }
+interface CaseSpec {
+  id: string;
+  need: Need;
+  backend: Backend;
+  /** migration flags the case needs of its source device, and why */
+  requires?: { flags: number; why: string };
+  timeoutMs?: number;
+  run: (ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend) => Promise<CaseOutcome>;
+}
 
 const CASES: CaseSpec[] = [
-  { id: 'legacy-container', run: (ctx, st) => completes(ctx, st, { backend: 'container' }, 1) },
-  { id: 'iommufd', run: (ctx, st) => completes(ctx, st, { backend: 'iommufd' }, 2) },
-  { id: 'return-path+switchover-ack', run: (ctx, st) => completes(ctx, st, { backend: 'container', caps: { 'return-path': true, 'switchover-ack': true } }, 3) },
-  { id: 'multifd', run: (ctx, st) => completes(ctx, st, { backend: 'container', caps: { multifd: true } }, 4) },
-  { id: 'wrong-type-destination', run: wrongType },
-  { id: 'cancel-stop-copy', run: cancelStopCopy },
-  { id: 'cancel-precopy', run: cancelPrecopy },
-  { id: `round-trips-${ROUND_TRIPS}`, timeoutMs: 90_000, run: (ctx, st) => roundTrips(ctx, st, ROUND_TRIPS) },
+  { id: 'legacy-container', need: 'pair', backend: 'container', run: (ctx, st, d, b) => completes(ctx, st, d, { backend: b, seed: 1 }) },
+  { id: 'iommufd', need: 'pair', backend: 'iommufd', run: (ctx, st, d, b) => completes(ctx, st, d, { backend: b, seed: 2 }) },
+  { id: 'return-path+switchover-ack', need: 'pair', backend: 'container', run: (ctx, st, d, b) => completes(ctx, st, d, { backend: b, seed: 3, caps: { 'return-path': true, 'switchover-ack': true } }) },
+  { id: 'multifd', need: 'pair', backend: 'container', run: (ctx, st, d, b) => completes(ctx, st, d, { backend: b, seed: 4, caps: { multifd: true } }) },
+  { id: 'wrong-type-destination', need: 'wrong-type', backend: 'container', run: wrongType },
+  { id: 'cancel-stop-copy', need: 'pair', backend: 'container', run: cancelStopCopy },
+  {
+    id: 'cancel-precopy', need: 'single', backend: 'container', run: cancelPrecopy,
+    requires: { flags: Flag.PRE_COPY, why: 'QEMU has no device precopy phase to cancel in' },
+  },
+  { id: `round-trips-${ROUND_TRIPS}`, need: { hops: 2 * ROUND_TRIPS }, backend: 'container', timeoutMs: 90_000, run: (ctx, st, d, b) => roundTrips(ctx, st, d, b, ROUND_TRIPS) },
 ];
 
 export const CASE_IDS = CASES.map((c) => `${SUITE}/${c.id}`);
 
+/** The devices a run of this suite uses: the lab host's when --device gave any, mtty otherwise. */
+async function deviceSource(target: Target, agent: AgentClient, env: ClientEnv): Promise<DeviceSource> {
+  const devs = target.devices ?? [];
+  if (!devs.length) return mttySource(target);
+  // a client that cannot run makes every case skip or expected-unsupported: nothing to ask the devices
+  const facts = env.missing || env.unsupported ? new Map() : await readDeviceFacts(agent, devs);
+  return realSource(devs, facts);
+}
+
+/** A client that cannot run decides every case, before the devices are looked at. */
+export function clientGate(env: ClientEnv): CaseOutcome | undefined {
+  if (env.missing) return { status: 'skip', reason: env.missing };
+  if (env.unsupported) return { status: 'expected-unsupported', reason: env.unsupported, observed: { qemu: env.version?.text } };
+  return undefined;
+}
+
+/** A source device whose flags lack what the case exercises: the device's known answer. */
+export function flagsGate(st: QmState, c: Pick<CaseSpec, 'requires'>, slots: Slot[]): CaseOutcome | undefined {
+  const first = slots[0];
+  if (!c.requires || first?.kind !== 'pci') return undefined;
+  const gap = flagGap(st.source.flags({ kind: 'pci', bdf: first.dev.bdf }), c.requires.flags);
+  return gap ? { status: 'expected-unsupported', reason: `${gap}: ${c.requires.why}`, observed: { qemu: st.env.version?.text, devices: [first.dev.bdf] } } : undefined;
+}
+
+/**
+ * A lab host's driver without migration support makes QEMU refuse the device (at start, or as the
+ * blocker `migrate` answers with): the kernel's known answer for that device, not a failure. mtty
+ * migrates on every kernel the harness builds, so there a refusal stays an error.
+ */
+export function refused(st: QmState, e: unknown, slots: Slot[]): CaseOutcome | undefined {
+  const why = st.source.kind === 'real' ? migrationRefusal((e as Error)?.message ?? '') : undefined;
+  if (!why) return undefined;
+  const devices = slots.flatMap((s) => (s.kind === 'pci' ? [s.dev.bdf] : []));
+  return { status: 'expected-unsupported', reason: why, observed: { qemu: st.env.version?.text, devices } };
+}
+
 export const qemuMigrationSuite: Suite<QmState> & { machine: typeof machine } = {
   name: SUITE,
   machine,
-  async setup(target: Target): Promise<{ state: QmState; cases: CaseDef<QmState>[] }> {
+  async setup(target, agent): Promise<{ state: QmState; cases: CaseDef<QmState>[] }> {
     const env = await detectClient(target);
-    const state: QmState = { env, seq: 0 };
-    const device: DeviceInfo = { ...DEVICE, fingerprint: { client: `QEMU ${env.version?.text ?? '?'} (${env.kind})`, migrationFlags: MTTY_FLAGS } };
-    const cases = CASES.map((c): CaseDef<QmState> => ({
-      id: `${SUITE}/${c.id}`,
-      device,
-      timeoutMs: c.timeoutMs ?? 45_000,
-      run: async (st, ctx) => {
-        if (st.env.missing) return { status: 'skip', reason: st.env.missing };
-        if (st.env.unsupported) return { status: 'expected-unsupported', reason: st.env.unsupported, observed: { qemu: st.env.version?.text } };
-        return c.run(ctx, st);
-      },
-    }));
+    const state: QmState = { env, seq: 0, source: await deviceSource(target, agent, env) };
+    const client = `QEMU ${env.version?.text ?? '?'} (${env.kind})`;
+    const cases = CASES.map((c): CaseDef<QmState> => {
+      const plan = state.source.plan(c.need, c.backend);
+      const info = state.source.info(plan);
+      const device: DeviceInfo = { ...info, fingerprint: { client, ...info.fingerprint } };
+      return {
+        id: `${SUITE}/${c.id}`,
+        device,
+        timeoutMs: c.timeoutMs ?? 45_000,
+        run: async (st, ctx) => {
+          const gate = clientGate(st.env);
+          if (gate) return gate;
+          if ('skip' in plan) return { status: 'skip', reason: plan.skip };
+          const gap = flagsGate(st, c, plan.slots);
+          if (gap) return gap;
+          try {
+            return await c.run(ctx, st, plan.slots, c.backend);
+          } catch (e) {
+            const r = refused(st, e, plan.slots);
+            if (r) return r;
+            throw e;
+          }
+        },
+      };
+    });
     return { state, cases };
   },
   async teardown(state: QmState, target: Target): Promise<void> {

@@ -95,10 +95,25 @@ async function makeFirmware(target: Target, env: ClientEnv): Promise<void> {
   await sh(target, `mkdir -p ${env.work} && [ -s ${env.firmware} ] || head -c 65536 /dev/zero | tr '\\000' '\\364' > ${env.firmware}`);
 }
 
+/**
+ * The device a nested QEMU is given: an mdev instance by its sysfs node, or a lab host's PCI
+ * function by its address. QEMU finds the group (legacy container) or the cdev (iommufd) from
+ * either, so nothing else on the command line depends on which it is.
+ */
+export type VfioHost = { kind: 'mdev'; uuid: string } | { kind: 'pci'; bdf: string };
+
+export function vfioHostProp(h: VfioHost): string {
+  return h.kind === 'mdev' ? `sysfsdev=/sys/bus/mdev/devices/${h.uuid}` : `host=${h.bdf}`;
+}
+
+/** uuid or BDF: what results and logs name the device by. */
+export function vfioHostId(h: VfioHost): string {
+  return h.kind === 'mdev' ? h.uuid : h.bdf;
+}
+
 export interface NestedOptions {
   name: string;
-  /** mdev UUID of the instance to assign */
-  uuid: string;
+  device: VfioHost;
   incoming?: boolean;
   backend: 'container' | 'iommufd';
   /** extra -device vfio-pci properties */
@@ -112,7 +127,7 @@ export const DEVICE_ID = 'dev0';
 
 export function nestedArgs(env: ClientEnv, o: NestedOptions): string[] {
   const props = [
-    `sysfsdev=/sys/bus/mdev/devices/${o.uuid}`, `id=${DEVICE_ID}`, `addr=${DEVICE_SLOT}.0`,
+    vfioHostProp(o.device), `id=${DEVICE_ID}`, `addr=${DEVICE_SLOT}.0`,
     ...(env.options.enableMigration ? ['enable-migration=on'] : []),
     ...(env.options.migrationEvents ? ['migration-events=on'] : []),
     ...(o.backend === 'iommufd' ? ['iommufd=iommufd0'] : []),

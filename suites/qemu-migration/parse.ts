@@ -39,6 +39,29 @@ export function qemuUnsupportedReason(v: QemuVersion | undefined, vfioHelp: stri
   return undefined;
 }
 
+/**
+ * QEMU's own words for "this device cannot migrate": at realize with enable-migration=on (QEMU
+ * exits before QMP is up), or as the migration blocker `migrate` answers with when the option is
+ * auto or absent. Only the variants that mean the driver lacks migration: a query that failed with
+ * another errno is a driver fault, not missing support. ENOTTY is 25, EOPNOTSUPP 95 (no STOP_COPY).
+ */
+const REFUSALS = [
+  'VFIO migration is not supported in kernel',
+  "VFIO device doesn't support migration",
+  "VFIO device doesn't support device and IOMMU dirty tracking",
+  "Migration couldn't be initialized for VFIO device, err: -(?:25|95)\\b",
+].join('|');
+const REFUSAL_RE = new RegExp(`(?:(?:[0-9a-f]{4}:)?[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]: )?(?:${REFUSALS})[^\\n]*`, 'i');
+
+/**
+ * The refusal QEMU gave (its text from the device name on, e.g. `0000:3b:00.1: VFIO migration is
+ * not supported in kernel`), found in an error message or stderr; undefined when the text is not
+ * such a refusal.
+ */
+export function migrationRefusal(text: string): string | undefined {
+  return REFUSAL_RE.exec(text)?.[0].trim();
+}
+
 /** Options of `-device vfio-pci,help` the suite uses when present. */
 export function vfioOptions(help: string): { migrationEvents: boolean; enableMigration: boolean; iommufd: boolean; multifdTransfer: boolean } {
   return {

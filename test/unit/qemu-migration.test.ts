@@ -142,17 +142,17 @@ const ENV: ClientEnv = {
 };
 
 t.test('nested QEMU command line', async (t) => {
-  const src = nestedArgs(ENV, { name: 'src-1', uuid: 'U', backend: 'container' });
+  const src = nestedArgs(ENV, { name: 'src-1', device: { kind: 'mdev', uuid: 'U' }, backend: 'container' });
   t.ok(src.join(' ').includes('-qmp stdio'), 'QMP on the SSH channel');
   t.ok(src.includes('vfio-pci,sysfsdev=/sys/bus/mdev/devices/U,id=dev0,addr=4.0,enable-migration=on,migration-events=on'));
   t.notOk(src.includes('-incoming'));
   t.notOk(src.includes('-object'));
   t.same(src.slice(src.indexOf('-bios'), src.indexOf('-bios') + 2), ['-bios', '/tmp/vfioc-qm/halt.bin']);
-  const dst = nestedArgs(ENV, { name: 'dst-2', uuid: 'V', backend: 'iommufd', incoming: true });
+  const dst = nestedArgs(ENV, { name: 'dst-2', device: { kind: 'mdev', uuid: 'V' }, backend: 'iommufd', incoming: true });
   t.same(dst.slice(-2), ['-incoming', 'defer']);
   t.same(dst.slice(dst.indexOf('-object'), dst.indexOf('-object') + 2), ['-object', 'iommufd,id=iommufd0']);
   t.match(dst.find((a) => a.startsWith('vfio-pci,')), /,iommufd=iommufd0$/);
-  const old = nestedArgs({ ...ENV, options: vfioOptions('sysfsdev=') }, { name: 'x', uuid: 'W', backend: 'container' });
+  const old = nestedArgs({ ...ENV, options: vfioOptions('sysfsdev=') }, { name: 'x', device: { kind: 'mdev', uuid: 'W' }, backend: 'container' });
   t.notMatch(old.join(' '), /migration-events|enable-migration/, 'options this QEMU lacks are left out');
 });
 

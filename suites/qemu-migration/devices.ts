@@ -1,0 +1,229 @@
+/**
+ * Where the real client's devices come from. In the harness's guest each case makes fresh mtty
+ * instances (mtty keeps migration state across a close, so an instance is never reused); on a lab
+ * host the cases share the --device list, which is fixed: a case that needs more than it holds is
+ * skipped with what is missing. The cases see only a DeviceSource, so one code path serves both.
+ *
+ * The planning (which device plays which role) is pure and unit-tested; acquiring is the only I/O.
+ */
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { BoundDevice } from '../../harness/devices/manager.js';
+import type { Target } from '../../harness/target/target.js';
+import type { DeviceInfo } from '../../reports/schema.js';
+import { createMtty, fingerprint, openCdev, removeMtty } from '../migration/devices.js';
+import { ALL_FLAGS, flagsName } from '../migration/model.js';
+import type { NestedOptions, VfioHost } from './nested.js';
+import { UartState, Unverified, type StateCheck } from './state.js';
+
+export type Backend = NestedOptions['backend'];
+export type MttyType = 'mtty-1' | 'mtty-2';
+
+/**
+ * What a case asks of the devices, by role:
+ *  - pair: a source and a destination of one kind
+ *  - wrong-type: a destination of another kind than the source
+ *  - single: a source alone (its migration goes to a listener, not a VM)
+ *  - hops: the homes of one VM migrated `hops` times, in order
+ */
+export type Need = 'pair' | 'wrong-type' | 'single' | { hops: number };
+
+export type Slot = { kind: 'mdev'; type: MttyType } | { kind: 'pci'; dev: BoundDevice };
+export type Plan = { slots: Slot[] } | { skip: string };
+
+// ---------------------------------------------------------------------------------------------
+// planning (pure)
+
+/** `0x15b3` -> `15b3`: results name a device's kind as lspci does, stable across hosts. */
+function hex4(v: string): string {
+  return v.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
+}
+
+/** vendor:device, the identity a migration stream is only valid between. */
+export function kindOf(d: Pick<BoundDevice, 'vendor' | 'device'>): string {
+  return `${hex4(d.vendor)}:${hex4(d.device)}`;
+}
+
+/** `2 (15b3:101e x2)`, `3 (15b3:101e, 8086:1889 x2)`: what --device gave, for skip reasons. */
+export function describeKinds(devs: BoundDevice[]): string {
+  const counts = new Map<string, number>();
+  for (const d of devs) counts.set(kindOf(d), (counts.get(kindOf(d)) ?? 0) + 1);
+  const kinds = [...counts].map(([k, n]) => (n > 1 ? `${k} x${n}` : k));
+  return `${devs.length}${kinds.length ? ` (${kinds.join(', ')})` : ''}`;
+}
+
+/** The first two devices of the first kind listed twice: a stream saved on one loads on the other. */
+export function samePair(devs: BoundDevice[]): [BoundDevice, BoundDevice] | undefined {
+  for (const a of devs) {
+    const b = devs.find((x) => x !== a && kindOf(x) === kindOf(a));
+    if (b) return [a, b];
+  }
+  return undefined;
+}
+
+/** The first device and the first of another kind: a destination that must refuse the stream. */
+export function differentPair(devs: BoundDevice[]): [BoundDevice, BoundDevice] | undefined {
+  const a = devs[0];
+  const b = a && devs.find((x) => kindOf(x) !== kindOf(a));
+  return a && b ? [a, b] : undefined;
+}
+
+export function planMtty(need: Need): Plan {
+  if (need === 'pair') return { slots: [mdev('mtty-2'), mdev('mtty-2')] };
+  // a 1-port instance cannot load a 2-port stream
+  if (need === 'wrong-type') return { slots: [mdev('mtty-2'), mdev('mtty-1')] };
+  if (need === 'single') return { slots: [mdev('mtty-2')] };
+  return { slots: Array.from({ length: need.hops + 1 }, () => mdev('mtty-2')) };
+}
+
+function mdev(type: MttyType): Slot {
+  return { kind: 'mdev', type };
+}
+
+/**
+ * The lab host's devices for a case. A VM that hops alternates between the two of a pair (each
+ * is free again once the QEMU that left it has quit). The iommufd backend opens the device's cdev,
+ * which a kernel without VFIO_DEVICE_CDEV does not give.
+ */
+export function planReal(devs: BoundDevice[], need: Need, backend: Backend): Plan {
+  const gave = `--device gave ${describeKinds(devs)}`;
+  let chosen: BoundDevice[];
+  if (need === 'single') {
+    if (!devs[0]) return { skip: `needs a VF; ${gave}` };
+    chosen = [devs[0]];
+  } else if (need === 'wrong-type') {
+    const p = differentPair(devs);
+    if (!p) return { skip: `needs two devices of different vendor:device (a destination of the wrong type); ${gave}` };
+    chosen = p;
+  } else {
+    const p = samePair(devs);
+    if (!p) return { skip: `needs two VFs of the same kind (source and destination); ${gave}` };
+    chosen = need === 'pair' ? p : Array.from({ length: need.hops + 1 }, (_, i) => p[i % 2]!);
+  }
+  if (backend === 'iommufd') {
+    const none = [...new Set(chosen.filter((d) => !d.cdev).map((d) => d.bdf))];
+    if (none.length) return { skip: `the iommufd backend needs the devices' VFIO cdev (/dev/vfio/devices); ${none.join(', ')} has none (kernel without VFIO_DEVICE_CDEV?)` };
+  }
+  return { slots: chosen.map((dev) => ({ kind: 'pci', dev })) };
+}
+
+/**
+ * Why a device's flags rule a case out, or undefined (also when the flags are unknown: the case
+ * then runs and QEMU's walk shows what the device did).
+ */
+export function flagGap(flags: number | undefined, required: number): string | undefined {
+  if (flags === undefined || (flags & required) === required) return undefined;
+  return `the device advertises ${flagsName(flags)}, without ${flagsName(required & ~flags)}`;
+}
+
+/** Slots that name the same device cannot hold two VMs at once: the next one waits for the last to quit. */
+export function distinctSlots(hosts: VfioHost[]): boolean {
+  return new Set(hosts.map((h) => (h.kind === 'mdev' ? h.uuid : h.bdf))).size === hosts.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sources
+
+export interface DeviceSource {
+  readonly kind: 'mtty' | 'real';
+  plan(need: Need, backend: Backend): Plan;
+  /** the device a case's result is filed under */
+  info(plan: Plan): DeviceInfo;
+  /** the planned devices, ready to assign; whatever was made is undone by release() */
+  acquire(slots: Slot[]): Promise<VfioHost[]>;
+  release(hosts: VfioHost[]): Promise<void>;
+  /** migration flags, to turn QEMU's walk into kernel arcs; undefined when unknown */
+  flags(h: VfioHost): number | undefined;
+  /** the device-content check for one VM (see state.ts) */
+  state(): StateCheck;
+}
+
+/** mtty advertises STOP_COPY | P2P | PRE_COPY. */
+export const MTTY_FLAGS = ALL_FLAGS;
+
+export function mttySource(target: Target): DeviceSource {
+  return {
+    kind: 'mtty',
+    plan: (need) => planMtty(need),
+    info: () => ({ driver: 'mtty', class: 'sample', id: 'mtty-2', fingerprint: { migrationFlags: MTTY_FLAGS } }),
+    acquire: (slots) => createInstances(target, slots),
+    async release(hosts) {
+      const uuids = hosts.flatMap((h) => (h.kind === 'mdev' ? [h.uuid] : []));
+      // mtty has 24 ports in all: a run cannot keep its instances
+      if (uuids.length) await removeMtty(target, uuids);
+    },
+    flags: () => MTTY_FLAGS,
+    state: () => new UartState(),
+  };
+}
+
+/** One createMtty per type, in slot order; a half-made set is removed before the error goes up. */
+async function createInstances(target: Target, slots: Slot[]): Promise<VfioHost[]> {
+  const out: VfioHost[] = [];
+  const made: string[] = [];
+  try {
+    for (const type of ['mtty-2', 'mtty-1'] as const) {
+      const at = slots.flatMap((s, i) => (s.kind === 'mdev' && s.type === type ? [i] : []));
+      if (!at.length) continue;
+      const inst = await createMtty(target, type, at.length);
+      made.push(...inst.map((x) => x.uuid));
+      at.forEach((i, k) => { out[i] = { kind: 'mdev', uuid: inst[k]!.uuid }; });
+    }
+  } catch (e) {
+    if (made.length) await removeMtty(target, made).catch(() => undefined);
+    throw e;
+  }
+  return out;
+}
+
+/** What the device says of its migration support (through the agent), or why it could not be asked. */
+export type DeviceFacts = { migrationFlags: number; flags: string; stopCopyLength?: number; dmaLogging: string } | { unavailable: string };
+
+/**
+ * Ask each device for its flags through its cdev, then close it again before any QEMU opens it.
+ * Without a cdev the flags stay unknown: QEMU's walk is still recorded, but no arcs are claimed.
+ */
+export async function readDeviceFacts(agent: AgentClient, devs: BoundDevice[]): Promise<Map<string, DeviceFacts>> {
+  const out = new Map<string, DeviceFacts>();
+  for (const d of devs) {
+    if (!d.cdev) { out.set(d.bdf, { unavailable: 'no VFIO cdev to ask the migration flags through' }); continue; }
+    try {
+      const dev = await openCdev(agent, d.cdev, d.bdf);
+      try {
+        const fp = await fingerprint(agent, dev);
+        out.set(d.bdf, { migrationFlags: fp.migrationFlags, flags: flagsName(fp.migrationFlags), stopCopyLength: fp.stopCopyLength, dmaLogging: fp.dmaLogging });
+      } finally {
+        await agent.request('close', { fd: dev.fd });
+      }
+    } catch (e) {
+      out.set(d.bdf, { unavailable: (e as Error).message });
+    }
+  }
+  return out;
+}
+
+export function realSource(devs: BoundDevice[], facts: Map<string, DeviceFacts>): DeviceSource {
+  const byBdf = new Map(devs.map((d) => [d.bdf, d]));
+  return {
+    kind: 'real',
+    plan: (need, backend) => planReal(devs, need, backend),
+    info(plan) {
+      const [src, dst] = 'slots' in plan ? plan.slots.flatMap((s) => (s.kind === 'pci' ? [s.dev] : [])) : [devs[0]!];
+      return {
+        driver: src!.driver, class: 'real', id: kindOf(src!),
+        fingerprint: { bdf: src!.bdf, ...(dst && dst.bdf !== src!.bdf ? { destination: dst.bdf } : {}), ...facts.get(src!.bdf) },
+      };
+    },
+    acquire: async (slots) => slots.map((s) => (s.kind === 'pci' ? { kind: 'pci', bdf: s.dev.bdf } : unreachable(s))),
+    // the devices belong to the run: the device manager restores them at its end
+    release: async () => undefined,
+    flags(h) {
+      const f = h.kind === 'pci' && byBdf.has(h.bdf) ? facts.get(h.bdf) : undefined;
+      return f && 'migrationFlags' in f ? f.migrationFlags : undefined;
+    },
+    state: () => new Unverified(),
+  };
+}
+
+function unreachable(s: Slot): never {
+  throw new Error(`a lab host's plan holds only PCI devices, not ${JSON.stringify(s)}`);
+}
