@@ -183,6 +183,33 @@ async function mustMapCdevOrGroup(s: DmaState, iova: number, addr: number, lengt
   throw new HarnessError('edu is not open');
 }
 
+/** RAM -> edu -> RAM through two fresh mappings of whichever path is open: what the device read, it wrote back. */
+async function mappedRoundTrip(s: DmaState, dev: number): Promise<CaseOutcome> {
+  const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
+  const ma = await mustMapCdevOrGroup(s, iovaFor(1), a, PAGE);
+  const mb = await mustMapCdevOrGroup(s, iovaFor(2), b, PAGE);
+  const r = await roundTrip(new EduEngine(s.agent, dev), s, { iova: iovaFor(1), addr: a }, { iova: iovaFor(2), addr: b }, EDU.MAX_DMA);
+  await ma.unmap();
+  await mb.unmap();
+  const c = new Checks();
+  c.ok('bytes the device wrote equal the bytes it read', r.got === r.sent, `first differing byte at ${firstDiff(r.sent, r.got)}`);
+  return outcome(c, { bytes: EDU.MAX_DMA, identical: r.got === r.sent }, { identical: true });
+}
+
+/** A write after the unmap must not land in the old page: a stale IOTLB entry would let it. */
+async function unmapThenWrite(s: DmaState, ctx: CaseContext, dev: number, what: string): Promise<CaseOutcome> {
+  const engine = new EduEngine(s.agent, dev);
+  const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
+  const ma = await mustMapCdevOrGroup(s, iovaFor(4), a, PAGE);
+  const mb = await mustMapCdevOrGroup(s, iovaFor(5), b, PAGE);
+  const warm = await roundTrip(engine, s, { iova: iovaFor(4), addr: a }, { iova: iovaFor(5), addr: b }, EDU.MAX_DMA);
+  await ma.unmap();
+  await mb.unmap();
+  if (warm.got !== warm.sent) return { status: 'fail', reason: 'the mapped transfer before the unmap did not arrive', observed: { warmed: false } };
+  await memWrite(s, b, '00'.repeat(EDU.MAX_DMA));
+  return blockedWrite(engine, s, ctx, iovaFor(5), b, what);
+}
+
 function eduCase(id: string, device: DeviceInfo, run: (s: DmaState, ctx: CaseContext) => Promise<CaseOutcome>, faults = false): CaseDef<DmaState> {
   return { id, device, ...(faults ? { expectedFaults: ['iommu-fault'] } : {}), timeoutMs: 60_000, run };
 }
@@ -200,35 +227,14 @@ function iommufdCases(device: DeviceInfo): CaseDef<DmaState>[] {
       c.eq('out_max_pasid_log2 of a device without PASID', hw.max_pasid_log2, 0);
       return outcome(c, { type: hw.type, capabilities: hw.capabilities, maxPasidLog2: hw.max_pasid_log2, dataLen: hw.data_len }, { type: want ?? 'any', maxPasidLog2: 0 });
     }),
-    eduCase('dma/edu/round-trip-mapped', device, async (s) => {
-      const { dev } = await openCdev(s);
-      const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
-      const ma = await mustMapCdevOrGroup(s, iovaFor(1), a, PAGE);
-      const mb = await mustMapCdevOrGroup(s, iovaFor(2), b, PAGE);
-      const r = await roundTrip(new EduEngine(s.agent, dev), s, { iova: iovaFor(1), addr: a }, { iova: iovaFor(2), addr: b }, EDU.MAX_DMA);
-      await ma.unmap();
-      await mb.unmap();
-      const c = new Checks();
-      c.ok('bytes the device wrote equal the bytes it read', r.got === r.sent, `first differing byte at ${firstDiff(r.sent, r.got)}`);
-      return outcome(c, { bytes: EDU.MAX_DMA, identical: r.got === r.sent }, { identical: true });
-    }),
+    eduCase('dma/edu/round-trip-mapped', device, async (s) => mappedRoundTrip(s, (await openCdev(s)).dev)),
     eduCase('dma/edu/write-unmapped-faults', device, async (s, ctx) => {
       const { dev } = await openCdev(s);
       return blockedWrite(new EduEngine(s.agent, dev), s, ctx, iovaFor(3), undefined, 'a never-mapped IOVA');
     }, true),
     eduCase('dma/edu/unmap-then-write', device, async (s, ctx) => {
-      // A write after IOMMU_IOAS_UNMAP must not land in the old page: a stale IOTLB entry would let it.
       const { dev } = await openCdev(s);
-      const engine = new EduEngine(s.agent, dev);
-      const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
-      const ma = await mustMapCdevOrGroup(s, iovaFor(4), a, PAGE);
-      const mb = await mustMapCdevOrGroup(s, iovaFor(5), b, PAGE);
-      const warm = await roundTrip(engine, s, { iova: iovaFor(4), addr: a }, { iova: iovaFor(5), addr: b }, EDU.MAX_DMA);
-      await ma.unmap();
-      await mb.unmap();
-      if (warm.got !== warm.sent) return { status: 'fail', reason: 'the mapped transfer before the unmap did not arrive', observed: { warmed: false } };
-      await memWrite(s, b, '00'.repeat(EDU.MAX_DMA));
-      return blockedWrite(engine, s, ctx, iovaFor(5), b, 'an IOVA unmapped after use');
+      return unmapThenWrite(s, ctx, dev, 'an IOVA unmapped after use');
     }, true),
     eduCase('dma/edu/read-only-mapping', device, async (s, ctx) => {
       const { dev } = await openCdev(s);
@@ -401,18 +407,7 @@ function pasidCases(device: DeviceInfo): CaseDef<DmaState>[] {
 /** The legacy container: mappings and VFIO_IOMMU_DIRTY_PAGES with a device that really writes. */
 function type1Cases(device: DeviceInfo): CaseDef<DmaState>[] {
   return [
-    eduCase('dma/type1/round-trip-mapped', device, async (s) => {
-      const { dev } = await openGroup(s);
-      const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
-      const ma = await mustMapCdevOrGroup(s, iovaFor(10), a, PAGE);
-      const mb = await mustMapCdevOrGroup(s, iovaFor(11), b, PAGE);
-      const r = await roundTrip(new EduEngine(s.agent, dev), s, { iova: iovaFor(10), addr: a }, { iova: iovaFor(11), addr: b }, EDU.MAX_DMA);
-      await ma.unmap();
-      await mb.unmap();
-      const c = new Checks();
-      c.ok('bytes the device wrote equal the bytes it read', r.got === r.sent, `first differing byte at ${firstDiff(r.sent, r.got)}`);
-      return outcome(c, { identical: r.got === r.sent }, { identical: true });
-    }),
+    eduCase('dma/type1/round-trip-mapped', device, async (s) => mappedRoundTrip(s, (await openGroup(s)).dev)),
     eduCase('dma/type1/dirty-after-dma', device, async (s) => {
       // type1 cannot see device writes: an IOMMU-backed device that pins nothing gets every mapped page
       // reported dirty on every GET (vfio-uapi.md §2). The page really written must be among them.
@@ -441,16 +436,7 @@ function type1Cases(device: DeviceInfo): CaseDef<DmaState>[] {
     }),
     eduCase('dma/type1/unmap-then-write', device, async (s, ctx) => {
       const { dev } = await openGroup(s);
-      const engine = new EduEngine(s.agent, dev);
-      const [a, b] = [await alloc(s, PAGE), await alloc(s, PAGE)];
-      const ma = await mustMapCdevOrGroup(s, iovaFor(4), a, PAGE);
-      const mb = await mustMapCdevOrGroup(s, iovaFor(5), b, PAGE);
-      const warm = await roundTrip(engine, s, { iova: iovaFor(4), addr: a }, { iova: iovaFor(5), addr: b }, EDU.MAX_DMA);
-      await ma.unmap();
-      await mb.unmap();
-      if (warm.got !== warm.sent) return { status: 'fail', reason: 'the mapped transfer before the unmap did not arrive', observed: { warmed: false } };
-      await memWrite(s, b, '00'.repeat(EDU.MAX_DMA));
-      return blockedWrite(engine, s, ctx, iovaFor(5), b, 'an IOVA unmapped after use (type1)');
+      return unmapThenWrite(s, ctx, dev, 'an IOVA unmapped after use (type1)');
     }, true),
   ];
 }
