@@ -1,8 +1,8 @@
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync, appendFileSync } from 'node:fs';
 import { join, basename } from 'node:path';
 import { cpus } from 'node:os';
 import { ARCHES, type Arch } from '../arch.js';
-import { fragmentsFor, verifyConfig, describeDropped, type Fragment } from './config.js';
+import { fragmentsFor, verifyConfig, describeDropped, kconfigSymbols, splitAbsent, type Fragment } from './config.js';
 import { parseKernelSpec, resolveSource, type KernelSource, type KernelSpec } from './source.js';
 import { HarnessError } from '../util/errors.js';
 import { cachePath, cacheRoot } from '../util/paths.js';
@@ -105,7 +105,13 @@ async function configure(src: KernelSource, arch: Arch, dir: string, obj: string
     log, env: { ...env, ARCH: arch.kernelArch, ...(arch.crossCompile ? { CROSS_COMPILE: arch.crossCompile } : {}) }, cwd: src.dir, what: 'merge_config.sh',
   });
   await runLogged('make', [...base, 'olddefconfig'], { log, env, what: 'make olddefconfig' });
-  const dropped = verifyConfig(frags, readFileSync(join(obj, '.config'), 'utf8'));
+  const known = kconfigSymbols(await capture('grep', ['-rhE', '--include=Kconfig*', '^\\s*(menu)?config\\s+[A-Za-z0-9_]+\\s*$', src.dir], 'reading the tree\'s Kconfig symbols'));
+  const { dropped, absent } = splitAbsent(verifyConfig(frags, readFileSync(join(obj, '.config'), 'utf8')), known);
+  if (absent.length) {
+    const note = `kernel config: not in this tree (an older kernel), left out: ${absent.map((x) => `${x.option} (from ${x.from})`).join(', ')}`;
+    process.stderr.write(`${note}\n`);
+    appendFileSync(log, `${note}\n`);
+  }
   if (dropped.length) {
     throw new HarnessError(`kernel config: ${dropped.length} requested option(s) did not survive olddefconfig: ${describeDropped(dropped)}`, { log: join(obj, '.config') });
   }

@@ -61,6 +61,28 @@ export function verifyConfig(fragments: Fragment[], finalConfig: string): Droppe
   return dropped;
 }
 
+/**
+ * Symbols a kernel tree defines, from `config X` / `menuconfig X` lines of its Kconfig files (the
+ * output of grep over them). An option the tree does not define cannot be set there.
+ */
+export function kconfigSymbols(grepOutput: string): Set<string> {
+  const out = new Set<string>();
+  for (const m of grepOutput.matchAll(/^\s*(?:menu)?config\s+([A-Za-z0-9_]+)\s*$/gm)) out.add(`CONFIG_${m[1]}`);
+  return out;
+}
+
+/**
+ * Split what olddefconfig dropped into options this tree does not have at all (an older kernel:
+ * IOMMU_PT_AMDV1 arrived in 7.x, ARM_SMMU_V3_IOMMUFD in 6.14: left out, with a note) and options
+ * it has but refused (a dependency missing: the build must stop).
+ */
+export function splitAbsent(dropped: DroppedOption[], known: Set<string>): { dropped: DroppedOption[]; absent: DroppedOption[] } {
+  return {
+    dropped: dropped.filter((d) => known.has(d.option)),
+    absent: dropped.filter((d) => !known.has(d.option)),
+  };
+}
+
 export function describeDropped(d: DroppedOption[]): string {
   return d.map((x) => `${x.option}=${x.wanted} (got ${x.got}, from ${x.from})`).join(', ');
 }

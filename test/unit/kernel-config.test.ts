@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseConfig, verifyConfig, fragmentsFor } from '../../harness/kernel/config.js';
+import { parseConfig, verifyConfig, fragmentsFor, kconfigSymbols, splitAbsent } from '../../harness/kernel/config.js';
 import { parseKernelSpec } from '../../harness/kernel/source.js';
 import { hashParts } from '../../harness/util/hash.js';
 import { ARCHES } from '../../harness/arch.js';
@@ -55,6 +55,15 @@ t.test('arm64: the same uAPI fragments on an arm64 base with SMMUv3, and nothing
   for (const opt of ['COMPILE_TEST', 'GENERIC_PT', 'IOMMU_PT', 'IOMMU_PT_AMDV1']) t.equal(all.get(`CONFIG_${opt}`), 'y', opt);
   t.equal(all.get('CONFIG_WERROR'), 'n', 'COMPILE_TEST must not turn warnings into a failed guest build');
   for (const x86 of ['INTEL_IOMMU', 'AMD_IOMMU', 'IRQ_REMAP', 'X86_X2APIC']) t.equal(all.get(`CONFIG_${x86}`), undefined, `${x86} only in the x86 base`);
+});
+
+t.test('an option the tree does not define is left out with a note; one it defines but dropped stops the build', async (t) => {
+  const known = kconfigSymbols('config IOMMUFD\nmenuconfig VFIO\n\tconfig IOMMUFD_TEST\nconfig  SPACED \n# config COMMENTED\nconfigX NOT\n');
+  t.same([...known].sort(), ['CONFIG_IOMMUFD', 'CONFIG_IOMMUFD_TEST', 'CONFIG_SPACED', 'CONFIG_VFIO']);
+  const frags = [{ name: 'base-arm64.config', text: 'CONFIG_IOMMUFD_TEST=y\nCONFIG_IOMMU_PT_AMDV1=y\nCONFIG_VFIO=y\n' }];
+  const { dropped, absent } = splitAbsent(verifyConfig(frags, 'CONFIG_VFIO=y\n'), known);
+  t.same(dropped.map((d) => d.option), ['CONFIG_IOMMUFD_TEST'], 'defined here but refused: an error');
+  t.same(absent.map((d) => d.option), ['CONFIG_IOMMU_PT_AMDV1'], 'not in this tree (6.12 has no generic_pt): left out');
 });
 
 t.test('cache keys are independent of property order and change with any part', async (t) => {
