@@ -49,8 +49,8 @@ export interface DmaState {
   allocations: { addr: number; length: number }[];
   /** what /sys/class/iommu says the IOMMU is: the hw_info type it must report */
   sysIommu: string;
-  /** the running kernel has CONFIG_AMD_IOMMU_IOMMUFD (from /proc/config.gz) */
-  amdIommufd: boolean;
+  /** the IOMMU drivers' iommufd options the running kernel has (from /proc/config.gz) */
+  iommuConfig: Set<string>;
 }
 
 /** A pattern that differs per call, so a stale buffer can never pass for a fresh transfer. */
@@ -116,11 +116,14 @@ function reportsFaults(sysIommu: string): boolean {
   return !/^ivhd/.test(sysIommu);
 }
 
-/** AMD-Vi answers IOMMU_GET_HW_INFO with its own type only when built with AMD_IOMMU_IOMMUFD (EXPERIMENTAL). */
-function expectedHwType(sysIommu: string, amdIommufd: boolean): number | undefined {
+/**
+ * AMD-Vi and SMMUv3 answer IOMMU_GET_HW_INFO with their own type only when built with their iommufd
+ * part (AMD_IOMMU_IOMMUFD, EXPERIMENTAL; ARM_SMMU_V3_IOMMUFD, 6.14+); otherwise the core says NONE.
+ */
+function expectedHwType(sysIommu: string, config: Set<string>): number | undefined {
   if (/^dmar/.test(sysIommu)) return HW_TYPE.INTEL_VTD;
-  if (/^ivhd/.test(sysIommu)) return amdIommufd ? HW_TYPE.AMD : HW_TYPE.NONE;
-  if (/^smmu3\./.test(sysIommu)) return HW_TYPE.ARM_SMMUV3;
+  if (/^ivhd/.test(sysIommu)) return config.has('CONFIG_AMD_IOMMU_IOMMUFD') ? HW_TYPE.AMD : HW_TYPE.NONE;
+  if (/^smmu3\./.test(sysIommu)) return config.has('CONFIG_ARM_SMMU_V3_IOMMUFD') ? HW_TYPE.ARM_SMMUV3 : HW_TYPE.NONE;
   if (/virtio|^\d+:/.test(sysIommu)) return HW_TYPE.NONE;
   return undefined;
 }
@@ -221,7 +224,7 @@ function iommufdCases(device: DeviceInfo): CaseDef<DmaState>[] {
       const hw = await fd.hwInfo(devid);
       const c = new Checks();
       c.eq('IOMMU_GET_HW_INFO', errOf(hw), 'OK');
-      const want = expectedHwType(s.sysIommu, s.amdIommufd);
+      const want = expectedHwType(s.sysIommu, s.iommuConfig);
       if (want !== undefined) c.eq(`hw_info type for ${s.sysIommu}`, hw.type, want);
       // edu has no PASID capability: the usable PASID width must be 0 whatever the IOMMU offers
       c.eq('out_max_pasid_log2 of a device without PASID', hw.max_pasid_log2, 0);
@@ -469,11 +472,11 @@ export const dmaSuite: Suite<DmaState | Unbound> = {
     const bound = await bindEdu(target, found.bdf);
     if ('why' in bound && !(await hasIommu(target))) bound.why = `no IOMMU on this target: vfio-pci cannot take a device without an IOMMU group (the guest kernel has no VFIO_NOIOMMU), so the emulated DMA device is not testable here (${bound.why})`;
     if ('why' in bound) return { state: bound, cases: skipCases(CASES({ ...PLACEHOLDER, fingerprint: { bdf: found.bdf } }), bound.why) as unknown as CaseDef<DmaState | Unbound>[] };
-    const sys = await target.exec('ls /sys/class/iommu; zcat /proc/config.gz 2>/dev/null | grep -c "^CONFIG_AMD_IOMMU_IOMMUFD=y"', { timeoutMs: 10_000 });
-    const words = sys.stdout.split(/\s+/).filter(Boolean);
-    const amdIommufd = words.pop() === '1';
-    const sysIommu = words.find((x) => !x.startsWith('iommufd_selftest')) ?? 'none';
-    const state: DmaState = { agent, target, edu: bound, allocations: [], sysIommu, amdIommufd };
+    const sys = await target.exec('ls /sys/class/iommu; echo --; zcat /proc/config.gz 2>/dev/null | grep -E "^CONFIG_(AMD_IOMMU|ARM_SMMU_V3)_IOMMUFD=y"', { timeoutMs: 10_000 });
+    const [iommus = '', config = ''] = sys.stdout.split('--\n');
+    const sysIommu = iommus.split(/\s+/).find((x) => x && !x.startsWith('iommufd_selftest')) ?? 'none';
+    const iommuConfig = new Set(config.split('\n').filter(Boolean).map((l) => l.replace(/=y$/, '')));
+    const state: DmaState = { agent, target, edu: bound, allocations: [], sysIommu, iommuConfig };
     const engineId = await (async () => {
       const s = await openCdev(state);
       const id = await new EduEngine(agent, s.dev).id();
