@@ -16,7 +16,7 @@ const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fai
 export function finishRun(writer: ResultsWriter, outDir: string, gating: { baseline?: RunResults; expectations?: Expectations }): number {
   writer.finish();
   const res = writer.snapshot();
-  writeRunReports(outDir, res);
+  writeRunReports(outDir, res, gating);
   const counts = new Map<Status, number>();
   for (const r of res.results) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
   const summary = ORDER.filter((s) => counts.get(s)).map((s) => `${counts.get(s)} ${s}`).join(', ') || 'no results';

@@ -126,7 +126,7 @@ export async function runOnLabHost(o: LabRunOptions): Promise<number> {
     errors: [],
   };
   const writer = new ResultsWriter(outDir, info);
-  const writeReports = () => writeRunReports(outDir, writer.snapshot());
+  const writeReports = () => writeRunReports(outDir, writer.snapshot(), { baseline: o.baseline, expectations: o.expectations });
   const unhook = onShutdown(writeReports);
   let firstUsed = false;
   try {

@@ -131,7 +131,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     errors: [],
   };
   const writer = new ResultsWriter(outDir, info);
-  const writeJunit = () => writeRunReports(outDir, writer.snapshot());
+  const writeJunit = () => writeRunReports(outDir, writer.snapshot(), { baseline, expectations });
   const unhook = onShutdown(writeJunit);
   process.stderr.write(`run: ${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); writing ${outDir}\n`);
 

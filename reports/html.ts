@@ -31,6 +31,11 @@ export const HTML_FILE = 'index.html';
 // ---------------------------------------------------------------------------------------------
 
 /** Escape text for HTML element content and (double- or single-quoted) attribute values. */
+/** the verdict of the render in progress (rendering is synchronous; set by renderHtml) */
+let current: ReportVerdict | undefined;
+
+const knownWhy = (r: CaseResult) => current?.known.get(knownKey(r.id, r.profile, r.device.id));
+
 export function esc(v: unknown): string {
   const s = typeof v === 'string' ? v : String(v);
   return s.replace(/[&<>"']/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : c === '"' ? '&quot;' : '&#39;'));
@@ -84,6 +89,8 @@ pre { background: #f6f8fa; border: 1px solid var(--border); padding: 6px 8px; ma
 .banner { padding: 8px 12px; border-radius: 6px; margin: 8px 0; font-weight: 600; }
 .banner.bad { background: var(--fail-bg); color: var(--fail); border: 1px solid var(--fail); }
 .banner.good { background: var(--pass-bg); color: var(--pass); border: 1px solid var(--pass); }
+.cell.known { opacity: 0.75; }
+.known { margin: 4px 0; }
 dl.env { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 0; }
 dl.env dt { color: var(--muted); } dl.env dd { margin: 0; }
 .counts { display: flex; flex-wrap: wrap; gap: 8px; margin: 10px 0; padding: 0; list-style: none; }
@@ -183,6 +190,8 @@ function kvTable(observed: Record<string, unknown> | undefined, expected: Record
 function resultDetails(r: CaseResult, n: number): string {
   const parts: string[] = [];
   parts.push(`<div class="reason"><strong>Reason:</strong> ${r.reason === undefined ? '<span class="muted">(no reason given)</span>' : esc(r.reason)}</div>`);
+  const why = knownWhy(r);
+  if (why) parts.push(`<div class="known"><strong>Known failure:</strong> ${esc(why)}</div>`);
   parts.push(
     `<p class="muted">suite ${esc(r.suite)} · profile ${esc(r.profile)} · device ${esc(r.device.id)} (${esc(r.device.driver)}, ${esc(r.device.class)}) · ${esc((r.durationMs / 1000).toFixed(3))} s</p>`,
   );
@@ -234,6 +243,11 @@ function summary(res: RunResults): string {
   const state = run.complete
     ? `<div class="banner ${bad ? 'bad' : 'good'}" id="run-state" data-complete="true">Run complete: ${res.results.length} results${problems.length > 0 ? ` — ${problems.join(', ')}` : ', no failures'}</div>`
     : `<div class="banner bad" id="run-state" data-complete="false">Run INCOMPLETE: it is still going or died half-way; ${res.results.length} results were recorded</div>`;
+  const gate = current === undefined
+    ? ''
+    : `<div class="banner ${current.exitCode === 0 ? 'good' : 'bad'}" id="gate" data-exit="${current.exitCode}">Gate: ${
+      current.exitCode === 0 ? 'OK' : current.exitCode === 1 ? 'REGRESSION' : 'HARNESS ERROR'
+    } — ${current.regressions} regression${current.regressions === 1 ? '' : 's'}, ${current.known.size} known failure${current.known.size === 1 ? '' : 's'} (expectations or baseline; marked "known" below)</div>`;
   const errors =
     run.errors.length === 0
       ? ''
@@ -243,6 +257,7 @@ function summary(res: RunResults): string {
   return (
     `<section id="summary"><h1>vfio-conformance — ${esc(run.kernel?.release ?? 'unknown kernel')}${run.accel ? ` · ${esc(run.accel)}` : ''}</h1>` +
     state +
+    gate +
     `<dl class="env">${env.filter(([, v]) => v !== undefined).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>` +
     `<ul class="counts" aria-label="results per status"><li>total <strong data-count="total">${res.results.length}</strong></li>${STATUSES.map(
       (s) => `<li class="st-${s}">${esc(STATUS_LABEL[s])} <strong data-count="${s}">${counts.get(s) ?? 0}</strong></li>`,
@@ -283,7 +298,9 @@ function grid(columns: Column[], rows: Row[]): string {
       if (!list) return `<td class="cell st-none" data-profile="${esc(c.profile)}" data-status="" aria-label="not run">—</td>`;
       const st = worst(list);
       const statuses = [...new Set(list.map((x) => x.r.status))];
-      const label = list.length === 1 ? STATUS_LABEL[st] : `${STATUS_LABEL[st]} (${list.length} results)`;
+      const bad = list.filter((x) => x.r.status === 'fail' || x.r.status === 'error');
+      const allKnown = bad.length > 0 && bad.every((x) => knownWhy(x.r));
+      const label = `${list.length === 1 ? STATUS_LABEL[st] : `${STATUS_LABEL[st]} (${list.length} results)`}${allKnown ? ' (known)' : ''}`;
       const reasons = list.map((x) => x.r.reason).filter((x): x is string => !!x);
       const title = reasons.length > 0 ? ` title="${esc(reasons.join('\n'))}"` : '';
       const aria = `${row.id} on ${c.profile} ${c.device}: ${list.map((x) => x.r.status).join(', ')}`;
@@ -292,7 +309,7 @@ function grid(columns: Column[], rows: Row[]): string {
       const inner = nonPass.length > 0
         ? `<button type="button" data-open="r-${nonPass[0]!.n}" aria-label="${esc(`${aria} (show details)`)}">${esc(label)}</button>`
         : `<span aria-label="${esc(aria)}">${esc(label)}</span>`;
-      return `<td class="cell st-${st}" data-profile="${esc(c.profile)}" data-status="${esc(statuses.join(' '))}"${title}>${inner}</td>`;
+      return `<td class="cell st-${st}${allKnown ? ' known' : ''}" data-profile="${esc(c.profile)}" data-status="${esc(statuses.join(' '))}"${allKnown ? ' data-known="true"' : ''}${title}>${inner}</td>`;
     });
     const main = `<tr class="case" id="case-${i}" data-id="${esc(row.id)}"${details.length > 0 ? ` data-details="d-${i}"` : ''}><th scope="row" class="case">${esc(row.id)}</th>${cells.join('')}</tr>`;
     const drow = details.length > 0 ? `<tr class="details" id="d-${i}" hidden><td colspan="${columns.length + 1}">${details.join('')}</td></tr>` : '';
@@ -418,7 +435,21 @@ function coverageSection(res: RunResults): string {
 }
 
 /** The whole page for one run. */
-export function renderHtml(res: RunResults): string {
+/**
+ * The gate's verdict as the report shows it: which failures are known (and why) and how many
+ * regressions. Computed from the results and the expectations by the caller; the report only reads it.
+ */
+export interface ReportVerdict {
+  exitCode: 0 | 1 | 2;
+  regressions: number;
+  /** `${id}\0${profile}\0${device id}` -> why it is known (expectations or baseline) */
+  known: Map<string, string>;
+}
+
+export const knownKey = (id: string, profile: string, device: string) => `${id}\0${profile}\0${device}`;
+
+export function renderHtml(res: RunResults, verdict?: ReportVerdict): string {
+  current = verdict;
   const { columns, rows } = layout(res);
   const title = `vfio-conformance ${res.run.kernel?.release ?? ''} ${res.run.startedAt}`.replace(/\s+/g, ' ').trim();
   return (

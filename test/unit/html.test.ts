@@ -6,6 +6,8 @@ import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { repoPath } from '../../harness/util/paths.js';
 import { esc, jsonForScript, renderHtml, writeHtml } from '../../reports/html.js';
+import { verdictOf } from '../../reports/write.js';
+import { gate } from '../../reports/gate.js';
 import { validateResults } from '../../reports/results-file.js';
 import { SCHEMA_VERSION, STATUSES, type CaseResult, type RunResults, type Status } from '../../reports/schema.js';
 
@@ -124,6 +126,24 @@ t.test('rendering without a browser: escaping, embedded data, CSP, atomic write'
 
   const empty = renderHtml({ ...res, results: [] });
   t.match(empty, /No results recorded/);
+});
+
+t.test('the gate verdict: a banner, known failures marked with their reason, regressions left plain', async (t) => {
+  const res = fixture();
+  const expectations = { schema: 1 as const, known: [{ id: FAIL_ID, reason: 'a kernel bug <with markup> we know of' }] };
+  const verdict = verdictOf(gate(res, { expectations }));
+  t.equal(verdict.known.size, 1);
+  const html = renderHtml(res, verdict);
+  t.match(html, /id="gate" data-exit="2">Gate: HARNESS ERROR — 3 regressions, 1 known failure/, 'the fixture has a harness error; the XSS errors (2 profiles) and the type1 failure are regressions');
+  t.match(html, /class="cell st-fail known"[^>]*data-known="true"/, 'the known failure is marked in the grid');
+  t.match(html, /FAIL \(known\)<\/button>/);
+  t.match(html, /Known failure:<\/strong> a kernel bug &lt;with markup&gt; we know of/, 'its reason, escaped, in the details');
+  t.equal((html.match(/data-known="true"/g) ?? []).length, 1, 'only that cell');
+  const clean = { ...res, run: { ...res.run, errors: [] } };
+  const known = [FAIL_ID, XSS_ID, 'dirty/type1/bitmap-4k'].map((id) => ({ id, reason: `known: ${id}` }));
+  const all = verdictOf(gate(clean, { expectations: { schema: 1, known } }));
+  t.match(renderHtml(clean, all), /data-exit="0">Gate: OK — 0 regressions, 4 known failures/, 'every failure known (the XSS case on both profiles)');
+  t.notMatch(renderHtml(res), /id="gate"/, 'no verdict given: no banner');
 });
 
 t.test('~1000 results render quickly into one file', async (t) => {
