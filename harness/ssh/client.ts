@@ -88,8 +88,9 @@ export class SshSession {
 
   /**
    * Open an exec channel. dropbear now and then answers an exec request with a channel failure
-   * ("Unable to exec") when channels open and close close together; the command did not start,
-   * so asking again is safe.
+   * ("Unable to exec") when channels open and close close together. Usually the command did not
+   * start and asking again is safe; once (a run of 2590 cases) it seems to have run anyway, so the
+   * scripts the suites send are written to be idempotent (createMtty checks before it creates).
    */
   private async channel(cmd: string): Promise<ClientChannel> {
     for (let i = 0; ; i++) {

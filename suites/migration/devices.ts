@@ -35,7 +35,9 @@ export async function createMtty(target: Target, type: 'mtty-1' | 'mtty-2', coun
     'set -e',
     `[ -d ${MTTY_PARENT} ] || modprobe mtty`,
     `[ -d ${MTTY_PARENT} ] || { echo "no ${MTTY_PARENT} after modprobe mtty" >&2; exit 3; }`,
-    ...uuids.map((u) => `echo ${u} > ${MTTY_PARENT}/mdev_supported_types/${type}/create`),
+    // Idempotent: should the transport run this script a second time (dropbear can report a failed
+    // exec for a command that did start), an instance that exists is not created again (EEXIST).
+    ...uuids.map((u) => `[ -e /sys/bus/mdev/devices/${u} ] || echo ${u} > ${MTTY_PARENT}/mdev_supported_types/${type}/create`),
     ...uuids.map((u) => `echo ${u} $(ls /sys/bus/mdev/devices/${u}/vfio-dev)`),
   ].join('\n');
   const r = await target.exec(script, { timeoutMs: 30_000 });
