@@ -80,6 +80,17 @@ export function mainMirror(sources: AptSource[]): AptSource {
   return main;
 }
 
+/** `apt-cache policy A B ...` output: package (without an :arch suffix) -> candidate version. */
+export function parsePolicy(out: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const block of out.split(/^(?=\S+:\s*$)/m)) {
+    const name = /^(\S+):\s*$/m.exec(block)?.[1]?.replace(/:[a-z0-9]+$/, '');
+    const v = /Candidate:\s*(\S+)/.exec(block)?.[1];
+    if (name && v && v !== '(none)') m.set(name, v);
+  }
+  return m;
+}
+
 /**
  * A private apt state in the harness cache: its own lists and sources, so fetching kernel sources
  * never touches the host's package state. `suite: 'machine'` mirrors the host's own sources;
@@ -128,9 +139,30 @@ export class PrivateApt {
 
   /** Candidate version of a package, or undefined when the suite has none. */
   async candidate(pkg: string): Promise<string | undefined> {
-    const out = await capture('apt-cache', [...this.opts(), 'policy', pkg], 'apt-cache policy');
-    const m = /Candidate:\s*(\S+)/.exec(out);
-    return m && m[1] !== '(none)' ? m[1] : undefined;
+    return (await this.candidates([pkg])).get(pkg);
+  }
+
+  /**
+   * Candidate versions of several packages in one apt-cache run (each run loads the whole package
+   * cache: about a second), remembered until the lists are next updated.
+   */
+  async candidates(pkgs: string[]): Promise<Map<string, string>> {
+    const stamp = join(this.dir, 'updated');
+    const memo = join(this.dir, 'candidates.json');
+    const listsAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+    let known: { listsAt: number; versions: Record<string, string | null> } = { listsAt, versions: {} };
+    try {
+      const m = JSON.parse(readFileSync(memo, 'utf8')) as typeof known;
+      if (m.listsAt === listsAt) known = m;
+    } catch { /* no memo yet */ }
+    const missing = pkgs.filter((p) => !(p in known.versions));
+    if (missing.length) {
+      const out = await capture('apt-cache', [...this.opts(), 'policy', ...missing], 'apt-cache policy');
+      const found = parsePolicy(out);
+      for (const p of missing) known.versions[p] = found.get(p) ?? null;
+      if (listsAt) writeFileSync(memo, JSON.stringify(known));
+    }
+    return new Map(pkgs.flatMap((p) => (known.versions[p] ? [[p, known.versions[p]!] as [string, string]] : [])));
   }
 
   /** Package names matching a regex (apt-cache search --names-only). */

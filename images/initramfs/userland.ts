@@ -52,12 +52,12 @@ async function foreignUserland(arch: Arch): Promise<Userland> {
 export async function unpackPackages(arch: Arch, names: string[]): Promise<{ root: string; packages: string[] }> {
   const apt = new PrivateApt('machine', undefined, arch.debArch);
   await apt.update();
-  const packages: string[] = [];
-  for (const p of names) {
-    const v = await apt.candidate(p);
+  const versions = await apt.candidates(names);
+  const packages = names.map((p) => {
+    const v = versions.get(p);
     if (!v) throw new HarnessError(`no ${arch.debArch} package '${p}' in the machine's apt sources (needed for the ${arch.name} guest)`);
-    packages.push(`${p}=${v}`);
-  }
+    return `${p}=${v}`;
+  });
   const root = cachePath('userland', `${arch.debArch}-${hashParts({ packages: packages.join(' ') }).slice(0, 16)}`);
   if (existsSync(join(root, '.complete'))) return { root, packages };
   process.stderr.write(`image: unpacking ${arch.debArch} packages ${names.join(', ')}\n`);

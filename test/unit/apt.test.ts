@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseDeb822, parseOneLine, mainMirror } from '../../harness/kernel/apt.js';
+import { parseDeb822, parseOneLine, mainMirror, parsePolicy } from '../../harness/kernel/apt.js';
 import { HarnessError } from '../../harness/util/errors.js';
 
 const deb822 = `Types: deb
@@ -34,4 +34,13 @@ t.test('the main mirror is the first with a plain release suite, never the secur
   const s = parseDeb822(deb822).reverse();
   t.equal(mainMirror(s).uri, 'http://mirror.example/debian');
   t.throws(() => mainMirror(parseDeb822(deb822).slice(1)), HarnessError);
+});
+
+t.test('apt-cache policy for several packages: candidates by name, arch suffix dropped, (none) left out', async (t) => {
+  const out = [
+    'busybox-static:arm64:', '  Installed: (none)', '  Candidate: 1:1.35.0-4+deb12u1+b1', '  Version table:', '     1:1.35.0-4+deb12u1+b1 500',
+    'libc6:', '  Installed: 2.36-9', '  Candidate: 2.36-9+deb12u14', '  Version table:',
+    'nosuch:', '  Installed: (none)', '  Candidate: (none)', '',
+  ].join('\n');
+  t.same([...parsePolicy(out)], [['busybox-static', '1:1.35.0-4+deb12u1+b1'], ['libc6', '2.36-9+deb12u14']]);
 });
