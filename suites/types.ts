@@ -11,6 +11,8 @@ export interface CaseOutcome {
 }
 
 export interface CaseContext {
+  /** this case's id: the step its console faults are pinned on */
+  id: string;
   target: Target;
   agent: AgentClient;
   /** free-form lines for the step log (agent exchanges are logged automatically) */

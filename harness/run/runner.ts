@@ -147,7 +147,7 @@ async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profi
   try {
     await target.mark(c.id);
     agent.takeLog();
-    outcome = await withTimeout(c.run(state, { target, agent, note: (l) => notes.push(l) }), c.timeoutMs ?? 60_000, c.id);
+    outcome = await withTimeout(c.run(state, { id: c.id, target, agent, note: (l) => notes.push(l) }), c.timeoutMs ?? 60_000, c.id);
   } catch (e) {
     outcome = e instanceof AgentGone || !target.isAlive()
       ? { status: 'error', reason: (e as Error).message }
