@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import { PROFILES, type Profile } from '../harness/qemu/profiles.js';
-import { getArch } from '../harness/arch.js';
-import { hostArchName, isNativeArch, readCachedAccel } from '../harness/qemu/accel.js';
+import { getArch, hostArchName, isNativeArch } from '../harness/arch.js';
+import { readCachedAccel } from '../harness/qemu/accel.js';
 
 const HELP = `vfio-conformance profiles [--json]
   List the machine profiles, and for each whether this host can run it: the QEMU binary exists

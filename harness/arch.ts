@@ -64,3 +64,13 @@ export function getArch(name: string): Arch {
   if (!a) throw new HarnessError(`unknown architecture '${name}' (known: ${Object.keys(ARCHES).join(', ')})`);
   return a;
 }
+
+/** Node names the host's CPU x64/arm64; ours are x86_64/arm64. */
+export function hostArchName(): string {
+  return process.arch === 'x64' ? 'x86_64' : process.arch;
+}
+
+/** A guest of the host's own architecture: the only kind KVM can run, and the host's binaries fit it. */
+export function isNativeArch(arch: Arch): boolean {
+  return hostArchName() === arch.name;
+}

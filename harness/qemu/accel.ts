@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, writeFileSy
 import { release } from 'node:os';
 import { dirname } from 'node:path';
 import { execa } from 'execa';
-import type { Arch } from '../arch.js';
+import { hostArchName, isNativeArch, type Arch } from '../arch.js';
 import { qemuArgs, type Accel } from './cmdline.js';
 import type { Profile } from './profiles.js';
 import { HarnessError } from '../util/errors.js';
@@ -52,15 +52,6 @@ export const PROBE_MARKER = 'vfio-conformance: probe-ok';
  * instruction its emulator lacks. So KVM counts as usable only when a short boot under KVM reaches
  * the guest's userspace. The verdict is cached per host kernel, QEMU version and arch.
  */
-/** Node names the host's CPU x64/arm64; ours are x86_64/arm64. */
-export function hostArchName(): string {
-  return process.arch === 'x64' ? 'x86_64' : process.arch;
-}
-
-export function isNativeArch(arch: Arch): boolean {
-  return hostArchName() === arch.name;
-}
-
 export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: string; initrd: string; profile: Profile }): Promise<{ accel: Accel; reason: string }> {
   if (mode === 'tcg') return { accel: 'tcg', reason: 'requested' };
   if (mode === 'kvm') {

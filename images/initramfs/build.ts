@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, renameSync, lstatSync, rmSync } from 'node:fs';
 import { join, relative, basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { writeCpio, readCpio, type CpioEntry } from './cpio.js';
+import { writeCpio, readCpio, fileEntry, type CpioEntry } from './cpio.js';
 import type { KernelBuild } from '../../harness/kernel/build.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import { cachePath, repoPath } from '../../harness/util/paths.js';
@@ -36,10 +36,6 @@ export interface Image {
   cached: boolean;
 }
 
-function fileEntry(guestPath: string, hostPath: string, mode?: number): CpioEntry {
-  const st = statSync(hostPath);
-  return { type: 'file', path: guestPath, data: readFileSync(hostPath), mode: mode ?? (st.mode & 0o777) };
-}
 
 function walk(dir: string): string[] {
   const out: string[] = [];

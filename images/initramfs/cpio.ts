@@ -3,6 +3,8 @@
  * reproducible by construction (entries sorted, mtime 0, uid/gid 0, inode numbers by position) and
  * device nodes such as /dev/console can be added without root.
  */
+import { readFileSync, statSync } from 'node:fs';
+
 export type CpioEntry =
   | { type: 'file'; path: string; data: Buffer; mode?: number }
   | { type: 'dir'; path: string; mode?: number }
@@ -30,6 +32,11 @@ function header(ino: number, mode: number, size: number, name: string, rmaj = 0,
 }
 
 /** Parent directories first, then everything sorted by path: the same inputs give the same bytes. */
+/** A host file as an archive entry at `guestPath` (leading / dropped), with its own mode unless given. */
+export function fileEntry(guestPath: string, hostPath: string, mode?: number): CpioEntry {
+  return { type: 'file', path: guestPath.replace(/^\//, ''), data: readFileSync(hostPath), mode: mode ?? (statSync(hostPath).mode & 0o777) };
+}
+
 export function normalize(entries: CpioEntry[]): CpioEntry[] {
   const byPath = new Map<string, CpioEntry>();
   for (const e of entries) {

@@ -9,12 +9,12 @@ import { existsSync, lstatSync, readFileSync, readlinkSync, renameSync, rmSync, 
 import { join, posix } from 'node:path';
 import type { Arch } from '../../harness/arch.js';
 import { PrivateApt } from '../../harness/kernel/apt.js';
-import { isNativeArch } from '../../harness/qemu/accel.js';
+import { isNativeArch } from '../../harness/arch.js';
 import { HarnessError } from '../../harness/util/errors.js';
 import { cachePath } from '../../harness/util/paths.js';
 import { hashParts } from '../../harness/util/hash.js';
 import { capture } from '../../harness/util/proc.js';
-import type { CpioEntry } from './cpio.js';
+import { fileEntry, type CpioEntry } from './cpio.js';
 
 /** A filesystem tree holding the guest's binaries: '/' for a native guest, an unpacked set of packages otherwise. */
 export interface Userland {
@@ -150,7 +150,3 @@ export async function binaryWithLibraries(u: Userland, fromPath: string, guestPa
   return [...out.values()];
 }
 
-function fileEntry(guestPath: string, hostPath: string, mode?: number): CpioEntry {
-  const st = statSync(hostPath);
-  return { type: 'file', path: guestPath.replace(/^\//, ''), data: readFileSync(hostPath), mode: mode ?? (st.mode & 0o777) };
-}

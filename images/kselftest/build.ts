@@ -99,6 +99,12 @@ export async function buildSelftests(kernel: KernelBuild, outDir: string): Promi
   mkdirSync(dir, { recursive: true });
   const binaries: SelftestBinary[] = [];
   const errors: SelftestBuildError[] = [];
+  // A cross build links libcap.a (and libuuid.a for vfio) of the guest's architecture, from Debian's packages.
+  const arch = getArch(kernel.arch);
+  const sysroot = arch.crossCompile ? (await unpackPackages(arch, CROSS_LIBS)).root : undefined;
+  const includes = [`-isystem ${kernel.headersDir}`, ...(sysroot ? [`-isystem ${join(sysroot, 'usr', 'include')}`] : [])].join(' ');
+  const ldflags = ['-static', ...(sysroot ? [`-L${join(sysroot, 'usr', 'lib', arch.crossCompile.replace(/-$/, ''))}`] : [])].join(' ');
+  const crossArgs = arch.crossCompile ? [`ARCH=${arch.kernelArch}`, `CROSS_COMPILE=${arch.crossCompile}`] : [];
   for (const t of TARGETS) {
     const src = join(selftests, t.dir);
     if (!existsSync(join(src, 'Makefile'))) {
@@ -114,16 +120,7 @@ export async function buildSelftests(kernel: KernelBuild, outDir: string): Promi
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     writeFileSync(log, `# ${new Date().toISOString()} ${kernel.sourceId} ${t.dir} selftests\n`);
-    const args = ['-C', src, `OUTPUT=${tmp}`, `KHDR_INCLUDES=-isystem ${kernel.headersDir}`, 'LDFLAGS=-static', ...t.extraMake];
-    const arch = getArch(kernel.arch);
-    if (arch.crossCompile) {
-      // libcap.a (and libuuid.a for vfio) of the guest's architecture, from Debian's packages
-      const sys = await unpackPackages(arch, CROSS_LIBS);
-      const libdir = join(sys.root, 'usr', 'lib', arch.crossCompile.replace(/-$/, ''));
-      args[3] = `KHDR_INCLUDES=-isystem ${kernel.headersDir} -isystem ${join(sys.root, 'usr', 'include')}`;
-      args[4] = `LDFLAGS=-static -L${libdir}`;
-      args.push(`ARCH=${arch.kernelArch}`, `CROSS_COMPILE=${arch.crossCompile}`);
-    }
+    const args = ['-C', src, `OUTPUT=${tmp}`, `KHDR_INCLUDES=${includes}`, `LDFLAGS=${ldflags}`, ...crossArgs, ...t.extraMake];
     try {
       await runLogged('make', args, { log, what: `${t.dir} selftests build`, timeoutMs: 10 * 60_000, env: { ...process.env, MAKEFLAGS: '' } });
     } catch (e) {
