@@ -31,10 +31,8 @@ export const HTML_FILE = 'index.html';
 // ---------------------------------------------------------------------------------------------
 
 /** Escape text for HTML element content and (double- or single-quoted) attribute values. */
-/** the verdict of the render in progress (rendering is synchronous; set by renderHtml) */
-let current: ReportVerdict | undefined;
-
-const knownWhy = (r: CaseResult) => current?.known.get(knownKey(r.id, r.profile, r.device.id));
+/** Why a failed result is known, when the verdict says it is. */
+const knownWhy = (v: ReportVerdict | undefined, r: CaseResult) => v?.known.get(knownKey(r.id, r.profile, r.device.id));
 
 export function esc(v: unknown): string {
   const s = typeof v === 'string' ? v : String(v);
@@ -187,10 +185,10 @@ function kvTable(observed: Record<string, unknown> | undefined, expected: Record
   return `<table class="kv observed-expected"><thead><tr><th scope="col">value</th><th scope="col">observed</th><th scope="col">expected</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
-function resultDetails(r: CaseResult, n: number): string {
+function resultDetails(r: CaseResult, n: number, verdict: ReportVerdict | undefined): string {
   const parts: string[] = [];
   parts.push(`<div class="reason"><strong>Reason:</strong> ${r.reason === undefined ? '<span class="muted">(no reason given)</span>' : esc(r.reason)}</div>`);
-  const why = knownWhy(r);
+  const why = knownWhy(verdict, r);
   if (why) parts.push(`<div class="known"><strong>Known failure:</strong> ${esc(why)}</div>`);
   parts.push(
     `<p class="muted">suite ${esc(r.suite)} · profile ${esc(r.profile)} · device ${esc(r.device.id)} (${esc(r.device.driver)}, ${esc(r.device.class)}) · ${esc((r.durationMs / 1000).toFixed(3))} s</p>`,
@@ -216,7 +214,7 @@ function resultDetails(r: CaseResult, n: number): string {
   );
 }
 
-function summary(res: RunResults): string {
+function summary(res: RunResults, verdict: ReportVerdict | undefined): string {
   const run = res.run;
   const counts = new Map<Status, number>(STATUSES.map((s) => [s, 0]));
   for (const r of res.results) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
@@ -243,11 +241,11 @@ function summary(res: RunResults): string {
   const state = run.complete
     ? `<div class="banner ${bad ? 'bad' : 'good'}" id="run-state" data-complete="true">Run complete: ${res.results.length} results${problems.length > 0 ? ` — ${problems.join(', ')}` : ', no failures'}</div>`
     : `<div class="banner bad" id="run-state" data-complete="false">Run INCOMPLETE: it is still going or died half-way; ${res.results.length} results were recorded</div>`;
-  const gate = current === undefined
+  const gate = verdict === undefined
     ? ''
-    : `<div class="banner ${current.exitCode === 0 ? 'good' : 'bad'}" id="gate" data-exit="${current.exitCode}">Gate: ${
-      current.exitCode === 0 ? 'OK' : current.exitCode === 1 ? 'REGRESSION' : 'HARNESS ERROR'
-    } — ${current.regressions} regression${current.regressions === 1 ? '' : 's'}, ${current.known.size} known failure${current.known.size === 1 ? '' : 's'} (expectations or baseline; marked "known" below)</div>`;
+    : `<div class="banner ${verdict.exitCode === 0 ? 'good' : 'bad'}" id="gate" data-exit="${verdict.exitCode}">Gate: ${
+      verdict.exitCode === 0 ? 'OK' : verdict.exitCode === 1 ? 'REGRESSION' : 'HARNESS ERROR'
+    } — ${verdict.regressions} regression${verdict.regressions === 1 ? '' : 's'}, ${verdict.known.size} known failure${verdict.known.size === 1 ? '' : 's'} (expectations or baseline; marked "known" below)</div>`;
   const errors =
     run.errors.length === 0
       ? ''
@@ -281,7 +279,7 @@ function filters(res: RunResults, columns: Column[]): string {
   );
 }
 
-function grid(columns: Column[], rows: Row[]): string {
+function grid(columns: Column[], rows: Row[], verdict: ReportVerdict | undefined): string {
   const profiles: { profile: string; span: number }[] = [];
   for (const c of columns) {
     const last = profiles[profiles.length - 1];
@@ -299,13 +297,13 @@ function grid(columns: Column[], rows: Row[]): string {
       const st = worst(list);
       const statuses = [...new Set(list.map((x) => x.r.status))];
       const bad = list.filter((x) => x.r.status === 'fail' || x.r.status === 'error');
-      const allKnown = bad.length > 0 && bad.every((x) => knownWhy(x.r));
+      const allKnown = bad.length > 0 && bad.every((x) => knownWhy(verdict, x.r));
       const label = `${list.length === 1 ? STATUS_LABEL[st] : `${STATUS_LABEL[st]} (${list.length} results)`}${allKnown ? ' (known)' : ''}`;
       const reasons = list.map((x) => x.r.reason).filter((x): x is string => !!x);
       const title = reasons.length > 0 ? ` title="${esc(reasons.join('\n'))}"` : '';
       const aria = `${row.id} on ${c.profile} ${c.device}: ${list.map((x) => x.r.status).join(', ')}`;
       const nonPass = list.filter((x) => x.r.status !== 'pass');
-      for (const x of nonPass) details.push(resultDetails(x.r, x.n));
+      for (const x of nonPass) details.push(resultDetails(x.r, x.n, verdict));
       const inner = nonPass.length > 0
         ? `<button type="button" data-open="r-${nonPass[0]!.n}" aria-label="${esc(`${aria} (show details)`)}">${esc(label)}</button>`
         : `<span aria-label="${esc(aria)}">${esc(label)}</span>`;
@@ -449,7 +447,6 @@ export interface ReportVerdict {
 export const knownKey = (id: string, profile: string, device: string) => `${id}\0${profile}\0${device}`;
 
 export function renderHtml(res: RunResults, verdict?: ReportVerdict): string {
-  current = verdict;
   const { columns, rows } = layout(res);
   const title = `vfio-conformance ${res.run.kernel?.release ?? ''} ${res.run.startedAt}`.replace(/\s+/g, ' ').trim();
   return (
@@ -457,10 +454,10 @@ export function renderHtml(res: RunResults, verdict?: ReportVerdict): string {
     cspMeta([SCRIPT]) +
     '<meta name="viewport" content="width=device-width, initial-scale=1">' +
     `<title>${esc(title)}</title><style>${REPORT_CSS}</style></head><body>\n` +
-    summary(res) +
+    summary(res, verdict) +
     '\n<section id="results"><h2>Results</h2>' +
     filters(res, columns) +
-    (rows.length === 0 ? '<p class="muted">No results recorded.</p>' : grid(columns, rows)) +
+    (rows.length === 0 ? '<p class="muted">No results recorded.</p>' : grid(columns, rows, verdict)) +
     '</section>\n' +
     coverageSection(res) +
     `<script type="application/json" id="vfio-results">${jsonForScript(res)}</script>\n` +
