@@ -260,10 +260,7 @@ async function cancelStopCopy(ctx: CaseContext, st: QmState, slots: Slot[], back
       observed.vfio = { source: walk(st, src, hosts[0]!) };
       return { status: 'fail', reason: `the migration never paused before switchover (status '${paused.status}')`, observed };
     }
-    const since = src.events.length;
-    await src.qmp.execute('migrate_cancel', {}, 10_000);
-    const info = await src.waitMigrationStatus(() => false, 20_000);
-    await src.waitVfioState('running', 10_000, since).catch(() => undefined);
+    const info = await cancel(src);
     Object.assign(observed, figures(info), { vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) } });
     if (atPause[atPause.length - 1] !== 'STOP_COPY') return { status: 'fail', reason: `at the pause before switchover QEMU had the device in ${atPause[atPause.length - 1] ?? 'no reported state'}, not STOP_COPY`, observed };
     if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed };
@@ -273,6 +270,15 @@ async function cancelStopCopy(ctx: CaseContext, st: QmState, slots: Slot[], back
   } finally {
     await vms.stopAll();
   }
+}
+
+/** migrate_cancel, then wait for QEMU's final status and for the source device to be back in RUNNING. */
+async function cancel(src: Awaited<ReturnType<Vms['start']>>): Promise<Awaited<ReturnType<typeof src.waitMigrationStatus>>> {
+  const since = src.events.length;
+  await src.qmp.execute('migrate_cancel', {}, 10_000);
+  const info = await src.waitMigrationStatus(() => false, 20_000);
+  await src.waitVfioState('running', 10_000, since).catch(() => undefined);
+  return info;
 }
 
 /** A TCP listener that accepts and never reads (4 KiB receive buffer): precopy stalls and can be cancelled there. */
@@ -305,10 +311,7 @@ async function cancelPrecopy(ctx: CaseContext, st: QmState, slots: Slot[], backe
     await src.waitVfioState('pre-copy', 20_000);
     const during = await src.migration();
     const atCancel = walk(st, src, host!).states;
-    const since = src.events.length;
-    await src.qmp.execute('migrate_cancel', {}, 10_000);
-    const info = await src.waitMigrationStatus(() => false, 20_000);
-    await src.waitVfioState('running', 10_000, since).catch(() => undefined);
+    const info = await cancel(src);
     const observed: Record<string, unknown> = {
       qemu: st.env.version?.text, backend, statusAtCancel: during.status, sourceStatesAtCancel: atCancel,
       ramBytesAtCancel: during.ram?.transferred, ...figures(info), devices: roles([host!]),
