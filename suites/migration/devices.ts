@@ -26,6 +26,15 @@ export interface Fingerprint {
 const MTTY_PARENT = '/sys/class/mdev_bus/mtty';
 
 /**
+ * vendor:device as lspci writes it (sysfs says 0x15b3; results say 15b3:101e), stable across hosts:
+ * a real device's id in results, and the identity a migration stream is only valid between.
+ */
+export function pciKind(d: { vendor: string; device: string }): string {
+  const hex4 = (v: string) => v.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
+  return `${hex4(d.vendor)}:${hex4(d.device)}`;
+}
+
+/**
  * Create mtty instances through sysfs and find their cdevs. mtty is the hardware-free migration
  * target (flags 0x7); a lab host brings real VFs instead and skips this.
  */

@@ -4,7 +4,7 @@ import type { Target } from '../../harness/target/target.js';
 import { migrationCases, type MigState } from './cases.js';
 import { skipCases, type SetupResult } from '../types.js';
 import type { DeviceInfo } from '../../reports/schema.js';
-import { createMtty, fingerprint, mttyInfo, openCdev, removeMtty, type Fingerprint } from './devices.js';
+import { createMtty, fingerprint, mttyInfo, openCdev, pciKind, removeMtty, type Fingerprint } from './devices.js';
 import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';
 import { readAll } from './steps.js';
@@ -43,24 +43,25 @@ export const migrationSuite: Suite<SuiteState> = {
 };
 
 /**
+ * No device was opened: every case is a skip (skipCases never reads the state) and teardown checks
+ * for it. The one place the state is absent, so the cases keep a non-optional type.
+ */
+const NO_STATE = undefined as unknown as SuiteState;
+
+/**
  * Real devices on a lab host: the first two bound devices are source and destination (one device
  * serves as both: it saves, is reset, and resumes its own stream). Everything expected comes from
  * the device's own fingerprint; a device that does not advertise migration gets every case as a
  * skip with the kernel's answer, not a failure.
  */
-/** sysfs says 0x1234; results name devices as lspci does (1234:11e8), stable across hosts. */
-function hex4(v: string): string {
-  return v.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
-}
-
 async function realDeviceSetup(target: Target, agent: AgentClient): Promise<SetupResult<SuiteState>> {
   const [a, b = a] = target.devices! as [NonNullable<Target['devices']>[number], NonNullable<Target['devices']>[number] | undefined];
   const info = (d: typeof a, fp?: Fingerprint | { unavailable: string }): DeviceInfo => ({
-    driver: d!.driver, class: 'real', id: `${hex4(d!.vendor)}:${hex4(d!.device)}`, fingerprint: { bdf: d!.bdf, ...(fp ?? {}) },
+    driver: d!.driver, class: 'real', id: pciKind(d!), fingerprint: { bdf: d!.bdf, ...(fp ?? {}) },
   });
   if (!a!.cdev) {
     const why = `${a!.bdf} (${a!.driver}) has no VFIO cdev (/dev/vfio/devices): bind it to vfio-pci or a VFIO variant driver`;
-    return { state: undefined as unknown as SuiteState, cases: skipCases(migrationCases(0x7, info(a)), why) as never };
+    return { state: NO_STATE, cases: skipCases(migrationCases(0x7, info(a)), why) };
   }
   const src = await openCdev(agent, a!.cdev, `${a!.bdf} (source)`);
   const dst = b === a ? src : await openCdev(agent, b!.cdev!, `${b!.bdf} (destination)`);
@@ -71,7 +72,7 @@ async function realDeviceSetup(target: Target, agent: AgentClient): Promise<Setu
     const device = info(a, { unavailable: (e as Error).message });
     await agent.request('close', { fd: src.fd });
     if (dst !== src) await agent.request('close', { fd: dst.fd });
-    return { state: undefined as unknown as SuiteState, cases: skipCases(migrationCases(0x7, device), (e as Error).message) as never };
+    return { state: NO_STATE, cases: skipCases(migrationCases(0x7, device), (e as Error).message) };
   }
   await src.reset();
   if (dst !== src) await dst.reset();

@@ -10,7 +10,7 @@ import type { AgentClient } from '../../harness/agent/client.js';
 import type { BoundDevice } from '../../harness/devices/manager.js';
 import type { Target } from '../../harness/target/target.js';
 import type { DeviceInfo } from '../../reports/schema.js';
-import { createMtty, fingerprint, openCdev, removeMtty } from '../migration/devices.js';
+import { createMtty, fingerprint, openCdev, pciKind, removeMtty } from '../migration/devices.js';
 import { ALL_FLAGS, flagsName } from '../migration/model.js';
 import type { NestedOptions, VfioHost } from './nested.js';
 import { UartState, Unverified, type StateCheck } from './state.js';
@@ -33,15 +33,8 @@ export type Plan = { slots: Slot[] } | { skip: string };
 // ---------------------------------------------------------------------------------------------
 // planning (pure)
 
-/** `0x15b3` -> `15b3`: results name a device's kind as lspci does, stable across hosts. */
-function hex4(v: string): string {
-  return v.replace(/^0x/i, '').toLowerCase().padStart(4, '0');
-}
-
 /** vendor:device, the identity a migration stream is only valid between. */
-export function kindOf(d: Pick<BoundDevice, 'vendor' | 'device'>): string {
-  return `${hex4(d.vendor)}:${hex4(d.device)}`;
-}
+export const kindOf = pciKind;
 
 /** `2 (15b3:101e x2)`, `3 (15b3:101e, 8086:1889 x2)`: what --device gave, for skip reasons. */
 export function describeKinds(devs: BoundDevice[]): string {
