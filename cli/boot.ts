@@ -2,10 +2,10 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { getProfile } from '../harness/qemu/profiles.js';
 import { getArch } from '../harness/arch.js';
-import { prepare, decideAccel } from '../harness/run/prepare.js';
+import { prepare, decideAccel } from '../runner/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
-import { HarnessError } from '../harness/util/errors.js';
-import { cachePath } from '../harness/util/paths.js';
+import { HarnessError } from '../base/errors.js';
+import { cachePath } from '../base/paths.js';
 import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
 

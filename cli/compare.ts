@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { HarnessError } from '../harness/util/errors.js';
-import { RESULTS_FILE, readResults, writeFileAtomicSync } from '../reports/results-file.js';
+import { HarnessError } from '../base/errors.js';
+import { RESULTS_FILE, readResults, writeFileAtomicSync } from '../base/results/file.js';
 import { compareRuns, formatCompareText, renderCompareHtml } from '../reports/compare.js';
-import type { RunResults } from '../reports/schema.js';
+import type { RunResults } from '../base/results/schema.js';
 
 const HELP = `vfio-conformance compare RUN_A RUN_B [RUN_C ...] [--json] [--html FILE]
   Compare runs case by case (case id + profile + device). RUN is a run directory (holding

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
-import type { ResultsWriter } from '../reports/results-file.js';
+import type { ResultsWriter } from '../base/results/file.js';
 import { writeRunReports } from '../reports/write.js';
 import { gate, type Expectations } from '../reports/gate.js';
 import { JUNIT_FILE } from '../reports/junit.js';
 import { HTML_FILE } from '../reports/html.js';
-import type { RunResults, Status } from '../reports/schema.js';
+import type { RunResults, Status } from '../base/results/schema.js';
 
 const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fail', 'error'];
 

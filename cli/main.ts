@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { HarnessError } from '../harness/util/errors.js';
+import { HarnessError } from '../base/errors.js';
 import { kernelCommand } from './kernel.js';
 import { bootCommand } from './boot.js';
 import { profilesCommand } from './profiles.js';

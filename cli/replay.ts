@@ -2,12 +2,12 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { getProfile } from '../harness/qemu/profiles.js';
 import { getArch } from '../harness/arch.js';
-import { prepare, decideAccel } from '../harness/run/prepare.js';
+import { prepare, decideAccel } from '../runner/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
 import { AgentClient, formatExchange, type AgentReply } from '../harness/agent/client.js';
-import { readBundle } from '../harness/run/repro.js';
+import { readBundle } from '../runner/repro.js';
 import { getSuite } from '../suites/registry.js';
-import { cachePath } from '../harness/util/paths.js';
+import { cachePath } from '../base/paths.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
 
 const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]

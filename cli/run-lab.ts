@@ -9,18 +9,18 @@ import { mkdirSync } from 'node:fs';
 import { buildKernel } from '../harness/kernel/build.js';
 import { buildAgent } from '../images/agent/build.js';
 import { getArch } from '../harness/arch.js';
-import { cachePath } from '../harness/util/paths.js';
+import { cachePath } from '../base/paths.js';
 import { LabHost, opensshArgv, parseSshUrl, type LabHostOptions } from '../harness/target/lab-host.js';
 import { DeviceManager, type BoundDevice } from '../harness/devices/manager.js';
 import { formatPlan, parseDeviceArg } from '../harness/devices/plan.js';
-import { runProfile } from '../harness/run/runner.js';
-import { HarnessError } from '../harness/util/errors.js';
-import { onShutdown } from '../harness/util/shutdown.js';
-import { ResultsWriter } from '../reports/results-file.js';
+import { runProfile } from '../runner/run-cases.js';
+import { HarnessError } from '../base/errors.js';
+import { onShutdown } from '../base/shutdown.js';
+import { ResultsWriter } from '../base/results/file.js';
 import { writeRunReports } from '../reports/write.js';
 import { finishRun } from './finish.js';
 import { type Expectations } from '../reports/gate.js';
-import type { CaseResult, RunInfo, RunResults } from '../reports/schema.js';
+import type { CaseResult, RunInfo, RunResults } from '../base/results/schema.js';
 import type { Suite } from '../suites/types.js';
 
 export interface LabRunOptions {

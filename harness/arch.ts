@@ -1,4 +1,4 @@
-import { HarnessError } from './util/errors.js';
+import { HarnessError } from '../base/errors.js';
 
 /**
  * Architectures as data: everything that differs between an x86_64 and an arm64 guest lives here,

@@ -17,7 +17,7 @@
  * If a run reports the same case more than once, the repeats are keyed `#2`, `#3`... in order, so
  * each is compared with its counterpart.
  */
-import { STATUSES, type CaseResult, type RunResults, type Status } from './schema.js';
+import { STATUSES, type CaseResult, type RunResults, type Status } from '../base/results/schema.js';
 import { REPORT_CSS, STATUS_LABEL, cspMeta, esc, jsonForScript, valueText } from './html.js';
 
 export type ChangeClass = 'new-failure' | 'fixed' | 'new-case' | 'vanished' | 'status-change' | 'observed-change' | 'unchanged';

@@ -35,8 +35,8 @@
  * are refused, so a misspelt field cannot silently widen an entry.
  */
 import { readFileSync } from 'node:fs';
-import { HarnessError } from '../harness/util/errors.js';
-import type { CaseResult, RunResults, Status } from './schema.js';
+import { HarnessError } from '../base/errors.js';
+import type { CaseResult, RunResults, Status } from '../base/results/schema.js';
 
 export const EXPECTATIONS_SCHEMA = 1;
 

@@ -21,8 +21,8 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { writeFileAtomicSync } from './results-file.js';
-import { STATUSES, type CaseResult, type RunResults, type Status } from './schema.js';
+import { writeFileAtomicSync } from '../base/results/file.js';
+import { STATUSES, type CaseResult, type RunResults, type Status } from '../base/results/schema.js';
 
 export const HTML_FILE = 'index.html';
 

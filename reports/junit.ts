@@ -16,8 +16,8 @@
  */
 import xml2js from 'xml2js';
 import { join } from 'node:path';
-import type { CaseResult, DeviceInfo, RunResults } from './schema.js';
-import { junitOutcome, writeFileAtomicSync } from './results-file.js';
+import type { CaseResult, DeviceInfo, RunResults } from '../base/results/schema.js';
+import { junitOutcome, writeFileAtomicSync } from '../base/results/file.js';
 
 export const JUNIT_FILE = 'junit.xml';
 /** Largest system-out / failure body kept whole; longer ones keep head and tail. */

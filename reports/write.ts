@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { writeFileAtomicSync } from './results-file.js';
+import { writeFileAtomicSync } from '../base/results/file.js';
 import { toJUnit, JUNIT_FILE } from './junit.js';
 import { renderHtml, HTML_FILE, knownKey, type ReportVerdict } from './html.js';
 import { gate, type Expectations, type GateResult } from './gate.js';
-import type { RunResults } from './schema.js';
+import type { RunResults } from '../base/results/schema.js';
 
 /**
  * JUnit and HTML for a run, synchronously and atomically: called after each profile, at the end,

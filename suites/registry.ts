@@ -5,7 +5,7 @@ import { dirtySuite } from './dirty/index.js';
 import { pasidSuite } from './pasid/index.js';
 import { dmaSuite } from './dma/index.js';
 import { qemuMigrationSuite } from './qemu-migration/index.js';
-import { HarnessError } from '../harness/util/errors.js';
+import { HarnessError } from '../base/errors.js';
 
 /** Every suite `run` knows, in default run order. */
 export const SUITES: Suite<unknown>[] = [migrationSuite as Suite<unknown>, kselftestSuite as Suite<unknown>, dirtySuite as Suite<unknown>, pasidSuite as Suite<unknown>, dmaSuite as Suite<unknown>, qemuMigrationSuite as Suite<unknown>];

@@ -1,6 +1,6 @@
 import type { AgentClient } from '../harness/agent/client.js';
 import type { Target } from '../harness/target/target.js';
-import type { ConsoleFault, DeviceInfo, Status } from '../reports/schema.js';
+import type { ConsoleFault, DeviceInfo, Status } from '../base/results/schema.js';
 
 /** What a case decided. Observed values are compared across runs, so keep them stable and small. */
 export interface CaseOutcome {

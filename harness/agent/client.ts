@@ -1,6 +1,6 @@
 import type { ClientChannel } from 'ssh2';
 import type { Target } from '../target/target.js';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 /** A reply as the agent sends it: ok/errno/err plus op-specific values. */
 export interface AgentReply {

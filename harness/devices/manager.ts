@@ -15,8 +15,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import type { ExecOptions, ExecResult } from '../ssh/client.js';
-import { HarnessError } from '../util/errors.js';
-import { onShutdown } from '../util/shutdown.js';
+import { HarnessError } from '../../base/errors.js';
+import { onShutdown } from '../../base/shutdown.js';
 import { makePlan, type DeviceRequest, type Plan, type Step } from './plan.js';
 import { DISCOVER_CMD, isBdf, parseDiscovery, type PciSnapshot } from './sysfs.js';
 

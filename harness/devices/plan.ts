@@ -2,7 +2,7 @@
  * What the device manager will do on a lab host, decided from a sysfs snapshot before anything is
  * touched (pure: `--dry-run` prints this and stops; the unit tests check it without a host).
  */
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { normalizeBdf, type PciDevice, type PciSnapshot } from './sysfs.js';
 
 /** One `--device` argument: `BDF[,driver=NAME][,vfs=N]`. */

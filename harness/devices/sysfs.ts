@@ -2,7 +2,7 @@
  * PCI devices as sysfs shows them on a host, read in one shell command and parsed here (pure, so
  * it is unit-tested without a host).
  */
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 export interface PciDevice {
   bdf: string;

@@ -1,8 +1,8 @@
 import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { capture } from '../util/proc.js';
-import { HarnessError } from '../util/errors.js';
-import { cachePath } from '../util/paths.js';
+import { capture } from '../../base/proc.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath } from '../../base/paths.js';
 
 /** One apt source entry, from either sources.list syntax. */
 export interface AptSource {

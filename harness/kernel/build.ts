@@ -4,11 +4,11 @@ import { cpus } from 'node:os';
 import { ARCHES, type Arch } from '../arch.js';
 import { fragmentsFor, verifyConfig, describeDropped, kconfigSymbols, splitAbsent, type Fragment } from './config.js';
 import { parseKernelSpec, resolveSource, type KernelSource, type KernelSpec } from './source.js';
-import { HarnessError } from '../util/errors.js';
-import { cachePath, cacheRoot } from '../util/paths.js';
-import { hashParts, sha256, sha256File } from '../util/hash.js';
-import { runLogged, capture, which } from '../util/proc.js';
-import { Progress } from '../util/progress.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath, cacheRoot } from '../../base/paths.js';
+import { hashParts, sha256, sha256File } from '../../base/hash.js';
+import { runLogged, capture, which } from '../../base/proc.js';
+import { Progress } from '../../base/progress.js';
 
 /**
  * Bump when the build recipe changes in a way that changes the output for the same inputs

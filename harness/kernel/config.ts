@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Arch } from '../arch.js';
-import { repoPath } from '../util/paths.js';
+import { repoPath } from '../../base/paths.js';
 
 /** `n` stands for "is not set" and for absent: Kconfig treats them alike. */
 export type ConfigValue = string;

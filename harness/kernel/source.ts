@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, write
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { PrivateApt } from './apt.js';
-import { HarnessError } from '../util/errors.js';
-import { cachePath } from '../util/paths.js';
-import { sha256 } from '../util/hash.js';
-import { Progress } from '../util/progress.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath } from '../../base/paths.js';
+import { sha256 } from '../../base/hash.js';
+import { Progress } from '../../base/progress.js';
 
 /** Where a kernel comes from: a Debian linux-source package, or a user's tree. */
 export type KernelSpec =

@@ -5,9 +5,9 @@ import { execa } from 'execa';
 import { hostArchName, isNativeArch, type Arch } from '../arch.js';
 import { qemuArgs, type Accel } from './cmdline.js';
 import type { Profile } from './profiles.js';
-import { HarnessError } from '../util/errors.js';
-import { cachePath } from '../util/paths.js';
-import { capture } from '../util/proc.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath } from '../../base/paths.js';
+import { capture } from '../../base/proc.js';
 
 export type AccelMode = 'auto' | Accel;
 

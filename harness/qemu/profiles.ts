@@ -1,5 +1,5 @@
 import type { Arch } from '../arch.js';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 /**
  * A machine profile: one emulated IOMMU (or none) and what the guest must be told about it.

@@ -1,6 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 /** The commands the harness uses, with their arguments and return shapes (QEMU's QAPI schema). */
 export interface QmpCommands {

@@ -1,5 +1,5 @@
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 export interface SshTarget {
   host: string;

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { capture } from '../util/proc.js';
+import { capture } from '../../base/proc.js';
 
 export interface ClientKey {
   privateKey: Buffer;

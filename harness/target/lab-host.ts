@@ -10,9 +10,9 @@ import type { AgentReply } from '../agent/client.js';
 import { connectWithRetry, SshSession, type ExecOptions, type ExecResult, type SshTarget } from '../ssh/client.js';
 import { KnownHostsVerifier } from '../ssh/known-hosts.js';
 import { ConsoleWatcher, stepMarker } from '../watch/console.js';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import type { Target } from './target.js';
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 
 /** `ssh://USER@HOST[:PORT]` (USER defaults to root, PORT to 22; IPv6 as `[::1]`). */
 export interface SshAddress {

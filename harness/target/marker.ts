@@ -1,6 +1,6 @@
 import type { ExecOptions, ExecResult } from '../ssh/client.js';
 import { stepMarker } from '../watch/console.js';
-import { HarnessError } from '../util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 /**
  * Write a step marker into the machine's kernel log through a shell, for any SSH target.

@@ -10,11 +10,11 @@ import { connectWithRetry, type ExecOptions, type ExecResult, type SshSession } 
 import { clientKey } from '../ssh/keys.js';
 import { ConsoleWatcher } from '../watch/console.js';
 import { writeStepMarker } from './marker.js';
-import { HarnessError } from '../util/errors.js';
-import { freePort } from '../util/net.js';
-import { onShutdown } from '../util/shutdown.js';
+import { HarnessError } from '../../base/errors.js';
+import { freePort } from './net.js';
+import { onShutdown } from '../../base/shutdown.js';
 import type { Target } from './target.js';
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 
 export const READY_MARKER = 'vfio-conformance: ready';
 

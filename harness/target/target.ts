@@ -1,6 +1,6 @@
 import type { ClientChannel } from 'ssh2';
 import type { ExecOptions, ExecResult } from '../ssh/client.js';
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 import type { BoundDevice } from '../devices/manager.js';
 
 /**

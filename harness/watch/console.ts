@@ -35,7 +35,7 @@
  * - Memory: a rolling window of the last `contextBefore` lines, the open report (<= maxLines) and
  *   at most `maxFaults` finished faults (oldest dropped first; mark numbers stay absolute).
  */
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 
 export const STEP_MARKER_PREFIX = 'vfio-conformance: step ';
 

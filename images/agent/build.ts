@@ -1,9 +1,9 @@
 import { access, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { HarnessError } from '../../harness/util/errors.js';
-import { hashParts, sha256File } from '../../harness/util/hash.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { HarnessError } from '../../base/errors.js';
+import { hashParts, sha256File } from '../../base/hash.js';
+import { repoPath } from '../../base/paths.js';
 
 export interface BuildAgentOptions {
   /** Directory holding `linux/vfio.h`, i.e. `<O>/usr/include` after `make headers_install`. */

@@ -3,10 +3,10 @@ import { join, relative, basename } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { writeCpio, readCpio, fileEntry, type CpioEntry } from './cpio.js';
 import type { KernelBuild } from '../../harness/kernel/build.js';
-import { HarnessError } from '../../harness/util/errors.js';
-import { cachePath, repoPath } from '../../harness/util/paths.js';
-import { sha256, hashParts } from '../../harness/util/hash.js';
-import { capture } from '../../harness/util/proc.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath, repoPath } from '../../base/paths.js';
+import { sha256, hashParts } from '../../base/hash.js';
+import { capture } from '../../base/proc.js';
 import { getArch } from '../../harness/arch.js';
 import { binaryWithLibraries, userlandFor } from './userland.js';
 

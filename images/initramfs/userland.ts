@@ -10,10 +10,10 @@ import { join, posix } from 'node:path';
 import type { Arch } from '../../harness/arch.js';
 import { PrivateApt } from '../../harness/kernel/apt.js';
 import { isNativeArch } from '../../harness/arch.js';
-import { HarnessError } from '../../harness/util/errors.js';
-import { cachePath } from '../../harness/util/paths.js';
-import { hashParts } from '../../harness/util/hash.js';
-import { capture } from '../../harness/util/proc.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath } from '../../base/paths.js';
+import { hashParts } from '../../base/hash.js';
+import { capture } from '../../base/proc.js';
 import { fileEntry, type CpioEntry } from './cpio.js';
 
 /** A filesystem tree holding the guest's binaries: '/' for a native guest, an unpacked set of packages otherwise. */

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KernelBuild } from '../../harness/kernel/build.js';
-import { hashParts } from '../../harness/util/hash.js';
-import { HarnessError } from '../../harness/util/errors.js';
-import { runLogged } from '../../harness/util/proc.js';
+import { hashParts } from '../../base/hash.js';
+import { HarnessError } from '../../base/errors.js';
+import { runLogged } from '../../base/proc.js';
 import { getArch } from '../../harness/arch.js';
 import { unpackPackages } from '../initramfs/userland.js';
 

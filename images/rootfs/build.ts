@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { machineSources, mainMirror, type AptSource } from '../../harness/kernel/apt.js';
-import { HarnessError } from '../../harness/util/errors.js';
-import { cachePath } from '../../harness/util/paths.js';
-import { hashParts } from '../../harness/util/hash.js';
-import { capture, runLogged, which } from '../../harness/util/proc.js';
-import { Progress } from '../../harness/util/progress.js';
+import { HarnessError } from '../../base/errors.js';
+import { cachePath } from '../../base/paths.js';
+import { hashParts } from '../../base/hash.js';
+import { capture, runLogged, which } from '../../base/proc.js';
+import { Progress } from '../../base/progress.js';
 
 /**
  * The second image kind: a minimal Debian rootfs holding a QEMU new enough for VFIO migration v2

@@ -1,5 +1,5 @@
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import type { CaseOutcome } from '../types.js';
 import type { Checks } from '../migration/steps.js';
 

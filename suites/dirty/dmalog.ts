@@ -1,5 +1,5 @@
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef } from '../types.js';
 import { Checks, FEATURE } from '../migration/steps.js';
 import { errOf, outcome } from './api.js';

@@ -1,9 +1,9 @@
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../types.js';
 import { skipCases } from '../types.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { createMtty, removeMtty } from '../migration/devices.js';
 import { Checks } from '../migration/steps.js';
 import { Iommufd, IOMMUFD, errOf, headersVersion, mockUnavailable, outcome } from './api.js';

@@ -1,5 +1,5 @@
 import type { AgentReply } from '../../harness/agent/client.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef, CaseOutcome } from '../types.js';
 import { Checks } from '../migration/steps.js';
 import { IOMMUFD, MOCK, Iommufd, errOf, outcome, type MockDev } from './api.js';

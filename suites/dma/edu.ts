@@ -6,7 +6,7 @@
 import type { AgentClient } from '../../harness/agent/client.js';
 import { DeviceManager, type BoundDevice } from '../../harness/devices/manager.js';
 import type { Target } from '../../harness/target/target.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 export const EDU = {
   VENDOR: '0x1234',

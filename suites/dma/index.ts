@@ -6,8 +6,8 @@
  */
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
-import type { ConsoleFault, DeviceInfo } from '../../reports/schema.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import type { ConsoleFault, DeviceInfo } from '../../base/results/schema.js';
+import { HarnessError } from '../../base/errors.js';
 import type { CaseContext, CaseDef, CaseOutcome, Suite } from '../types.js';
 import { skipCases } from '../types.js';
 import { Checks } from '../migration/steps.js';

@@ -1,6 +1,6 @@
 import type { CaseDef, CaseOutcome, Suite } from '../types.js';
 import type { Target } from '../../harness/target/target.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import { GUEST_DIR, type GuestManifest } from '../../images/kselftest/build.js';
 import { parseKtap, parseTestList, type KtapTest, type ListedTest } from './ktap.js';
 

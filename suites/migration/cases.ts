@@ -1,5 +1,5 @@
 import type { CaseDef, CaseOutcome, CaseContext } from '../types.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import {
   State, path as fsmPath, stateName, supportedStates, sessionKind, flagsName, VALID_FLAG_SETS,
 } from './model.js';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
-import type { DeviceInfo } from '../../reports/schema.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
+import { HarnessError } from '../../base/errors.js';
 import { Dev, FEATURE, errName } from './steps.js';
 
 /** A device the migration suite can drive, as found or created on the target. */

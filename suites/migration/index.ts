@@ -3,7 +3,7 @@ import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import { migrationCases, type MigState } from './cases.js';
 import { skipCases, type SetupResult } from '../types.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import { createMtty, fingerprint, mttyInfo, openCdev, pciKind, removeMtty, type Fingerprint } from './devices.js';
 import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';

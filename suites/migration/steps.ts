@@ -1,5 +1,5 @@
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { stateName } from './model.js';
 
 /** uAPI constants the suite needs to build raw requests (include/uapi/linux/vfio.h). */

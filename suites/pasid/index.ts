@@ -1,9 +1,9 @@
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef, CaseOutcome, Suite } from '../types.js';
 import { skipCases } from '../types.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { createMtty, removeMtty } from '../migration/devices.js';
 import { Checks } from '../migration/steps.js';
 import { IOMMUFD, MOCK, Iommufd, errOf, mockUnavailable, outcome, type MockDev } from '../dirty/api.js';

@@ -9,7 +9,7 @@
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { BoundDevice } from '../../harness/devices/manager.js';
 import type { Target } from '../../harness/target/target.js';
-import type { DeviceInfo } from '../../reports/schema.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
 import { createMtty, fingerprint, openCdev, pciKind, removeMtty } from '../migration/devices.js';
 import { ALL_FLAGS, flagsName } from '../migration/model.js';
 import type { NestedOptions, VfioHost } from './nested.js';

@@ -1,8 +1,8 @@
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import type { MigrationInfo } from '../../harness/qemu/qmp.js';
-import type { DeviceInfo } from '../../reports/schema.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import type { DeviceInfo } from '../../base/results/schema.js';
+import { HarnessError } from '../../base/errors.js';
 import type { CaseContext, CaseDef, CaseOutcome, Suite } from '../types.js';
 import { ALL_FLAGS, Flag } from '../migration/model.js';
 import { detectClient, NestedQemu, DEVICE_ID, shq, vfioHostId, type ClientEnv, type NestedOptions, type VfioHost } from './nested.js';

@@ -1,7 +1,7 @@
 import type { ClientChannel } from 'ssh2';
 import type { Target } from '../../harness/target/target.js';
 import { QmpClient, type MigrationInfo, type QmpEvent } from '../../harness/qemu/qmp.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { ROOTFS_GUEST_DIR, ROOTFS_MOUNT_OPTS, ROOTFS_TAG } from '../../images/rootfs/build.js';
 import {
   ioPorts, parsePortRead, parseQemuVersion, programIoBarsHmp, qemuUnsupportedReason, vfioOptions,

@@ -4,7 +4,7 @@
  * it is unit-tested against recorded text.
  */
 import type { QmpEvent } from '../../harness/qemu/qmp.js';
-import type { CaseResult } from '../../reports/schema.js';
+import type { CaseResult } from '../../base/results/schema.js';
 import { ALL_FLAGS, State, arcName, parseState, path, requiredArcs, stateName, type Arc } from '../migration/model.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
  * driver, so for it the cases check what QEMU reports (completion, run state, the device states
  * QEMU walked, device bytes) and say that the content was not verified.
  */
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import type { NestedQemu } from './nested.js';
 import { UART } from './parse.js';
 

@@ -1,4 +1,4 @@
-import type { RunInfo } from '../../reports/schema.js';
+import type { RunInfo } from '../../base/results/schema.js';
 
 /** A plausible, complete run header for report tests; each test overrides what it asserts on. */
 export function runInfo(over: Partial<RunInfo> = {}): RunInfo {

@@ -3,9 +3,9 @@ import { execa } from 'execa';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readResults } from '../../reports/results-file.js';
-import { repoPath } from '../../harness/util/paths.js';
-import type { CaseResult } from '../../reports/schema.js';
+import { readResults } from '../../base/results/file.js';
+import { repoPath } from '../../base/paths.js';
+import type { CaseResult } from '../../base/results/schema.js';
 
 // The dirty and pasid suites on one profile with the default kernel, through the CLI as a user runs it.
 const out = mkdtempSync(join(tmpdir(), 'vfioc-dirty-pasid-'));

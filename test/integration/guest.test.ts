@@ -3,11 +3,11 @@ import { execa } from 'execa';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prepare } from '../../harness/run/prepare.js';
+import { prepare } from '../../runner/prepare.js';
 import { QemuGuest } from '../../harness/target/qemu-guest.js';
 import { PROFILES } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 import { QmpClient } from '../../harness/qemu/qmp.js';
 import { getProfile } from '../../harness/qemu/profiles.js';
 

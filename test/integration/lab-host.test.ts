@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { prepare } from '../../harness/run/prepare.js';
+import { prepare } from '../../runner/prepare.js';
 import { QemuGuest } from '../../harness/target/qemu-guest.js';
 import { getProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
@@ -11,11 +11,11 @@ import { clientKey } from '../../harness/ssh/keys.js';
 import { LabHost, type LabHostOptions } from '../../harness/target/lab-host.js';
 import { DeviceManager, discover } from '../../harness/devices/manager.js';
 import { parseDeviceArg } from '../../harness/devices/plan.js';
-import { runProfile } from '../../harness/run/runner.js';
+import { runProfile } from '../../runner/run-cases.js';
 import type { Suite } from '../../suites/types.js';
-import type { CaseResult } from '../../reports/schema.js';
-import { repoPath } from '../../harness/util/paths.js';
-import { readResults } from '../../reports/results-file.js';
+import type { CaseResult } from '../../base/results/schema.js';
+import { repoPath } from '../../base/paths.js';
+import { readResults } from '../../base/results/file.js';
 
 /*
  * A booted guest of our own plays the lab host: a real Linux machine reached over SSH, with QEMU's

@@ -3,8 +3,8 @@ import { execa } from 'execa';
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readResults } from '../../reports/results-file.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { readResults } from '../../base/results/file.js';
+import { repoPath } from '../../base/paths.js';
 import { supportedStates, State } from '../../suites/migration/model.js';
 
 // The whole migration suite on one profile with the default kernel, through the CLI as a user runs it.

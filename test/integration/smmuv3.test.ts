@@ -3,8 +3,8 @@ import { execa } from 'execa';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readResults } from '../../reports/results-file.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { readResults } from '../../base/results/file.js';
+import { repoPath } from '../../base/paths.js';
 
 // Every suite that runs in an arm64 guest behind QEMU's SMMUv3, with the default kernel cross-built.
 const out = mkdtempSync(join(tmpdir(), 'vfioc-smmuv3-'));

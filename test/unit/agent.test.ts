@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { buildAgent } from '../../images/agent/build.js';
-import { HarnessError } from '../../harness/util/errors.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { HarnessError } from '../../base/errors.js';
+import { repoPath } from '../../base/paths.js';
 
 type Reply = Record<string, unknown> & { id: number | null; ok: boolean; errno: number; err: string | null };
 

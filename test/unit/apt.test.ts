@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseDeb822, parseOneLine, mainMirror, parsePolicy } from '../../harness/kernel/apt.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 const deb822 = `Types: deb
 # a comment

@@ -2,11 +2,11 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { classify, compareRuns, formatCompareText, observedDiff, renderCompareHtml, type ChangeClass, type Comparison, type CompareRow } from '../../reports/compare.js';
 import { compareCommand } from '../../cli/compare.js';
-import { validateResults } from '../../reports/results-file.js';
-import { SCHEMA_VERSION, type CaseResult, type RunResults, type Status } from '../../reports/schema.js';
+import { validateResults } from '../../base/results/file.js';
+import { SCHEMA_VERSION, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
 
 const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2' };
 

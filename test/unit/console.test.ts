@@ -3,11 +3,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 import {
   ConsoleWatcher, STEP_MARKER_PREFIX, cleanLine, scanConsole, stepMarker,
 } from '../../harness/watch/console.js';
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 
 const FIXTURES = repoPath('test', 'fixtures', 'console');
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');

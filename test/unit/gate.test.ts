@@ -2,10 +2,10 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import { gate, globMatch, readExpectations, validateExpectations, type Expectations } from '../../reports/gate.js';
-import { validateResults } from '../../reports/results-file.js';
-import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults, type Status } from '../../reports/schema.js';
+import { validateResults } from '../../base/results/file.js';
+import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults, type Status } from '../../base/results/schema.js';
 
 const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2' };
 

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 import { esc, jsonForScript, renderHtml, writeHtml } from '../../reports/html.js';
 import { verdictOf } from '../../reports/write.js';
 import { gate } from '../../reports/gate.js';
-import { validateResults } from '../../reports/results-file.js';
-import { SCHEMA_VERSION, STATUSES, type CaseResult, type RunResults, type Status } from '../../reports/schema.js';
+import { validateResults } from '../../base/results/file.js';
+import { SCHEMA_VERSION, STATUSES, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { judgeFaults } from '../../suites/types.js';
-import type { ConsoleFault } from '../../reports/schema.js';
+import type { ConsoleFault } from '../../base/results/schema.js';
 
 const oops: ConsoleFault = { kind: 'oops', title: 'BUG: kernel NULL pointer dereference, address: 0000000000000008', step: 'migration/x', lines: [] };
 const dmar: ConsoleFault = { kind: 'iommu-fault', title: 'DMAR: [DMA Read NO_PASID] Request device [00:03.0] fault addr 0x1000', lines: [] };

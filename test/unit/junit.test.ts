@@ -3,10 +3,10 @@ import { execa } from 'execa';
 import xml2js from 'xml2js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 import { MAX_TEXT_BYTES, sanitizeXmlText, toJUnit, truncateMiddle, writeJUnit } from '../../reports/junit.js';
-import { validateResults } from '../../reports/results-file.js';
-import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '../../reports/schema.js';
+import { validateResults } from '../../base/results/file.js';
+import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '../../base/results/schema.js';
 import { runInfo as baseRunInfo } from '../helpers/results.js';
 
 const XSD = repoPath('test', 'fixtures', 'junit', 'jenkins-junit.xsd');

@@ -1,9 +1,9 @@
 import t from 'tap';
 import { parseConfig, verifyConfig, fragmentsFor, kconfigSymbols, splitAbsent } from '../../harness/kernel/config.js';
 import { parseKernelSpec } from '../../harness/kernel/source.js';
-import { hashParts } from '../../harness/util/hash.js';
+import { hashParts } from '../../base/hash.js';
 import { ARCHES } from '../../harness/arch.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 t.test('parseConfig reads set, module, string and unset options; later lines win', async (t) => {
   const m = parseConfig('CONFIG_A=y\nCONFIG_B=m\n# CONFIG_C is not set\nCONFIG_D="x y"\nCONFIG_A=n\n# comment\nCONFIG_E=0x10\n');

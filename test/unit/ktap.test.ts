@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 import { parseKtap, parseTestList, type KtapTest } from '../../suites/kselftest/ktap.js';
 import { outcomeOf } from '../../suites/kselftest/index.js';
 

@@ -2,7 +2,7 @@ import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
 import { PROFILES, getProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 const base = { arch: ARCHES.x86_64, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QmpClient, QmpError } from '../../harness/qemu/qmp.js';
-import { repoPath } from '../../harness/util/paths.js';
+import { repoPath } from '../../base/paths.js';
 
 // A session recorded from a real QEMU 7.2 (QMP socket of a booted guest): the server side is
 // replayed line by line, and every line the client sends must be the one recorded.

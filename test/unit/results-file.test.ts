@@ -2,7 +2,7 @@ import t from 'tap';
 import { execa } from 'execa';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 import {
   ResultsValidationError,
   ResultsWriter,
@@ -12,8 +12,8 @@ import {
   readResults,
   validateCaseResult,
   validateResults,
-} from '../../reports/results-file.js';
-import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '../../reports/schema.js';
+} from '../../base/results/file.js';
+import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '../../base/results/schema.js';
 import { runInfo as baseRunInfo } from '../helpers/results.js';
 
 function runInfo(over: Partial<RunInfo> = {}): RunInfo {
@@ -57,7 +57,7 @@ function expectError(t: Asserts, fn: () => unknown, re: RegExp, what: string): v
   }
 }
 
-const resultsModule = new URL('../../reports/results-file.js', import.meta.url).href;
+const resultsModule = new URL('../../base/results/file.js', import.meta.url).href;
 
 t.test('writer: valid file after construction and after every add', async (t) => {
   const dir = join(t.testdir(), 'run');

@@ -4,9 +4,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
-import { runProfile } from '../../harness/run/runner.js';
+import { runProfile } from '../../runner/run-cases.js';
 import type { Target } from '../../harness/target/target.js';
-import type { CaseResult, ConsoleFault } from '../../reports/schema.js';
+import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../../suites/types.js';
 
 /** An agent channel that answers every request with ok, until the connection is dropped. */

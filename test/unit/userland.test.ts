@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binaryWithLibraries, elfDeps, realInRoot, type Userland } from '../../images/initramfs/userland.js';
-import { HarnessError } from '../../harness/util/errors.js';
+import { HarnessError } from '../../base/errors.js';
 
 const work = mkdtempSync(join(tmpdir(), 'vfioc-userland-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));

@@ -1,13 +1,13 @@
-import { ARCHES, type Arch } from '../arch.js';
-import { buildKernel, type KernelBuild } from '../kernel/build.js';
-import { buildInitramfs, type Image } from '../../images/initramfs/build.js';
-import { buildAgent } from '../../images/agent/build.js';
-import { buildSelftests, GUEST_DIR, type SelftestBuild } from '../../images/kselftest/build.js';
-import { cachePath } from '../util/paths.js';
-import { Progress } from '../util/progress.js';
-import { chooseAccel, qemuVersion, type AccelMode } from '../qemu/accel.js';
-import type { Accel } from '../qemu/cmdline.js';
-import type { Profile } from '../qemu/profiles.js';
+import { ARCHES, type Arch } from '../harness/arch.js';
+import { buildKernel, type KernelBuild } from '../harness/kernel/build.js';
+import { buildInitramfs, type Image } from '../images/initramfs/build.js';
+import { buildAgent } from '../images/agent/build.js';
+import { buildSelftests, GUEST_DIR, type SelftestBuild } from '../images/kselftest/build.js';
+import { cachePath } from '../base/paths.js';
+import { Progress } from '../base/progress.js';
+import { chooseAccel, qemuVersion, type AccelMode } from '../harness/qemu/accel.js';
+import type { Accel } from '../harness/qemu/cmdline.js';
+import type { Profile } from '../harness/qemu/profiles.js';
 
 export interface PrepareOptions {
   kernel?: string;

@@ -2,11 +2,11 @@ import { homedir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Repository root, found from this compiled file (dist/harness/util/paths.js) or its source. */
+/** Repository root, found from this compiled file (dist/base/paths.js) or its source. */
 export function repoRoot(): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  // dist/harness/util -> repo, or harness/util -> repo when run from source
-  const up = here.includes(`${'/'}dist${'/'}`) ? '../../..' : '../..';
+  // dist/base -> repo, or base -> repo when run from source
+  const up = here.includes(`${'/'}dist${'/'}`) ? '../..' : '..';
   return resolve(here, up);
 }
 

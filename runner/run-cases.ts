@@ -1,11 +1,11 @@
 import { join, relative } from 'node:path';
-import { AgentClient, AgentGone, formatExchange, type Exchange } from '../agent/client.js';
+import { AgentClient, AgentGone, formatExchange, type Exchange } from '../harness/agent/client.js';
 import { writeBundle, type ReproEnv } from './repro.js';
-import type { Target } from '../target/target.js';
-import type { Suite, CaseDef, CaseOutcome } from '../../suites/types.js';
-import { judgeFaults } from '../../suites/types.js';
-import type { CaseResult, DeviceInfo } from '../../reports/schema.js';
-import { HarnessError } from '../util/errors.js';
+import type { Target } from '../harness/target/target.js';
+import type { Suite, CaseDef, CaseOutcome } from '../suites/types.js';
+import { judgeFaults } from '../suites/types.js';
+import type { CaseResult, DeviceInfo } from '../base/results/schema.js';
+import { HarnessError } from '../base/errors.js';
 
 /** How the runner gets a machine: boots a guest (or reconnects a lab host) for a profile. */
 export interface TargetFactory {

@@ -1,9 +1,9 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Exchange } from '../agent/client.js';
-import type { CaseResult } from '../../reports/schema.js';
-import { shellQuote } from '../qemu/cmdline.js';
-import { HarnessError } from '../util/errors.js';
+import type { Exchange } from '../harness/agent/client.js';
+import type { CaseResult } from '../base/results/schema.js';
+import { shellQuote } from '../harness/qemu/cmdline.js';
+import { HarnessError } from '../base/errors.js';
 
 /** What a run knows about the environment a bundle must reproduce. */
 export interface ReproEnv {

@@ -13,7 +13,7 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
-import { HarnessError } from '../harness/util/errors.js';
+import { HarnessError } from '../errors.js';
 import {
   SCHEMA_VERSION,
   STATUSES,
