@@ -10,3 +10,7 @@ CONFIG_VIRTIO_IOMMU=y
 CONFIG_VIRTIO_9P=y
 CONFIG_EDU=y
 CONFIG_PCIE_PORT=y
+# The board selects ACPI_CXL, whose cxl.c calls into hw/cxl; the CXL core is "default y if
+# PCI_EXPRESS", and --without-default-devices drops defaults, which leaves that call unresolved at
+# link time (QEMU 10.2.2). Ask for it explicitly.
+CONFIG_CXL=y
