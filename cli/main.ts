@@ -6,6 +6,7 @@ import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
+import { toolInfo } from '../runner/run-info.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -45,7 +46,8 @@ async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (cmd === '--version') {
-    process.stdout.write('vfio-conformance 0.1.0\n');
+    const tool = toolInfo();
+    process.stdout.write(`${tool.name} ${tool.version}\n`);
     return 0;
   }
   const fn = COMMANDS[cmd];
