@@ -6,6 +6,7 @@ import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
+import { prepareCommand } from './prepare.js';
 import { toolInfo } from '../runner/run-info.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
@@ -15,6 +16,8 @@ Usage:
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
   vfio-conformance kernel build [--kernel SPEC] [--json]
         Build (or find in the cache) the kernel under test.
+  vfio-conformance prepare [--arch ARCH ...] [--rootfs]
+        Build (or find in the cache) everything a guest boot needs: kernel, agent, selftests, image.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
   vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
@@ -35,6 +38,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   compare: compareCommand,
   replay: replayCommand,
   kernel: kernelCommand,
+  prepare: prepareCommand,
   boot: bootCommand,
   profiles: profilesCommand,
 };
