@@ -69,8 +69,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`vfio-conformance: ${e.oneLine()}\n`);
       if (process.env.VFIO_CONFORMANCE_DEBUG) process.stderr.write(`${e.stack}\n`);
       process.exitCode = e.exitCode;
-    } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`vfio-conformance: ${e.message} (see --help)\n`);
+    } else if (e instanceof Error && String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) {
+      // a flag parseArgs refused (unknown, missing its value, a value that looks like a flag): one line
+      process.stderr.write(`vfio-conformance: ${e.message.split('\n')[0]} (see --help)\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`vfio-conformance: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
