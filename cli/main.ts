@@ -8,6 +8,7 @@ import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
 import { prepareCommand } from './prepare.js';
 import { toolInfo } from '../runner/run-info.js';
+import { qemuCommand } from './qemu.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -18,6 +19,8 @@ Usage:
         Build (or find in the cache) the kernel under test.
   vfio-conformance prepare [--arch ARCH ...] [--rootfs]
         Build (or find in the cache) everything a guest boot needs: kernel, agent, selftests, image.
+  vfio-conformance qemu build [--qemu SPEC] [--json]
+        Build (or find in the cache) the QEMU under test, with our patch series.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
   vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
@@ -39,6 +42,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   replay: replayCommand,
   kernel: kernelCommand,
   prepare: prepareCommand,
+  qemu: qemuCommand,
   boot: bootCommand,
   profiles: profilesCommand,
 };
