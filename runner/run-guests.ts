@@ -1,8 +1,9 @@
 import { join, resolve } from 'node:path';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
 import { qemuInfo } from '../harness/qemu/binary.js';
+import { unexpressibleResults } from './qemu-choice.js';
 import { runProfile } from './run-cases.js';
-import { chooseProfiles, setUpGuests } from './guest-setup.js';
+import { chooseProfiles, setUpGuests, type GuestSetup } from './guest-setup.js';
 import { provideMachine } from './suite-machine.js';
 import { defaultRunDir, newRunInfo } from './run-info.js';
 import { RunRecord, type RunEvents, type RunOutcome } from './run-record.js';
@@ -21,6 +22,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
   const outDir = resolve(o.out ?? defaultRunDir(started, p.kernel.release));
   const rec = new RunRecord(outDir, newRunInfo(started, {
     qemu: qemuInfo(accel.qemu),
+    ...profileQemus(g.qemus, accel.qemu.path),
     accel: accel.accel,
     accelReason: accel.reason,
     kernel: { release: p.kernel.release, sourceId: p.kernel.sourceId, configHash: p.kernel.configHash, arch: arch.name },
@@ -40,10 +42,17 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
 
   for (const profile of profiles) {
     const t0 = Date.now();
+    const chosen = g.qemus.find((q) => q.profile.name === profile.name)!;
+    if ('skip' in chosen) {
+      const hooks = rec.hooks(profile.name, withModules);
+      for (const r of unexpressibleResults(profile.name, o.suites, chosen.skip)) hooks.result(r);
+      ev.progress(`${profile.name}: skipped: ${chosen.skip}`);
+      continue;
+    }
     await runProfile({
       profile: profile.name,
       start: async (attempt) => QemuGuest.boot({
-        arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
+        arch, profile, qemu: chosen.qemu, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
         logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: o.bootTimeoutMs,
         memMiB: machine.memMiB, smp: machine.smp, qemuArgs: machine.qemuArgs, facts, clientQemu: machine.clientQemu,
       }),
@@ -52,4 +61,10 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
     ev.progress(`${profile.name}: ${n} results in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
   return rec.close();
+}
+
+/** Profiles whose QEMU is not the run's (a profile that needs our patched QEMU), for the run info. */
+function profileQemus(qemus: GuestSetup['qemus'], runQemu: string): { profileQemu?: Record<string, ReturnType<typeof qemuInfo>> } {
+  const other = qemus.filter((q) => 'qemu' in q && q.qemu.path !== runQemu) as { profile: { name: string }; qemu: Parameters<typeof qemuInfo>[0] }[];
+  return other.length ? { profileQemu: Object.fromEntries(other.map((q) => [q.profile.name, qemuInfo(q.qemu)])) } : {};
 }

@@ -1,4 +1,5 @@
 import type { AccelMode } from '../harness/qemu/accel.js';
+import type { QemuChoice } from './qemu-choice.js';
 import type { Suite } from '../suites/types.js';
 
 /**
@@ -13,6 +14,8 @@ export interface GuestOptions {
   modules?: string[];
   /** how long a guest may take to answer SSH */
   bootTimeoutMs: number;
+  /** the QEMU the guests boot on (default: the host's; a profile that needs ours gets ours) */
+  qemu?: QemuChoice;
 }
 
 /** A lab host reached over SSH instead of booted guests (`run --target`). */
