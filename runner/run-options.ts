@@ -4,7 +4,9 @@ import type { Suite } from '../suites/types.js';
 
 /**
  * What it takes to boot guests of the kernel under test: shared by `run`, `boot` and `replay`.
- * A new option of theirs is a field here, read where the guests are set up (runner/guest-setup.ts).
+ * A new option of theirs is a field here, its flag in cli/guest-flags.ts (GUEST_FLAGS and
+ * guestOptions), its use where the guests are set up (runner/guest-setup.ts), and, when results
+ * should record it, a field of the RunInfo that runner/run-guests.ts makes with newRunInfo.
  */
 export interface GuestOptions {
   /** debian:latest, debian:X.Y, or a kernel tree's path */
