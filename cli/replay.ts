@@ -11,7 +11,7 @@ import { cachePath } from '../base/paths.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
 
 const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]
-  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<case>/):
+  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<device>/<case>/):
   boot the same kernel and profile, run the suite's setup, send the recorded agent requests in
   order and print each reply beside the recorded one. Console faults are printed at the end.
   Exit 0 when every reply matched the recording (the failure reproduced as recorded), 1 when a

@@ -68,6 +68,8 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
   let needFresh = true;
   try {
     for (const suite of suites) {
+      // A suite may run one case id on several devices (migration: mtty-2 and mtty-1): the device tells them apart.
+      const key = (c: CaseDef<unknown>): string => `${c.id}\0${c.device.id}`;
       const done = new Set<string>();
       let replacements = 0;
       let pendingNote: string | undefined;
@@ -75,8 +77,8 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
       /** the cases of the last setup that worked: what is left when a later setup fails */
       let known: CaseDef<unknown>[] = [];
       const notRun = (why: string): void => {
-        for (const c of known.filter((x) => !done.has(x.id))) {
-          done.add(c.id);
+        for (const c of known.filter((x) => !done.has(key(x)))) {
+          done.add(key(c));
           hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: ${why}`), device: c.device });
         }
       };
@@ -102,11 +104,11 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           break;
         }
         known = cases;
-        hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(c.id)).length} cases`);
+        hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(key(c))).length} cases`);
         let ending: Ending = { kind: 'done' };
         for (const c of cases) {
-          if (done.has(c.id)) continue;
-          done.add(c.id);
+          if (done.has(key(c))) continue;
+          done.add(key(c));
           const { result: r, exchanges, timedOut, agentWasAlive } = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
           const note = pendingNote;
           pendingNote = undefined;
@@ -115,9 +117,9 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           // The SSH session dropped while the machine and its kernel are fine (dropbear 2022.83 can
           // abort a connection on an internal assertion): the harness failed, not the case. Run the
           // case once more on a fresh machine, and say so in its log.
-          if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !timedOut && !retried.has(c.id)) {
-            retried.add(c.id);
-            done.delete(c.id);
+          if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !timedOut && !retried.has(key(c))) {
+            retried.add(key(c));
+            done.delete(key(c));
             pendingNote = `note: run again on a fresh machine: the first attempt lost its SSH connection while the machine was alive and its kernel reported nothing (${r.reason ?? 'no reason'})`;
             ending = { kind: 'died' };
             break;
@@ -143,7 +145,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           });
           break;
         }
-        const left = cases.filter((x) => !done.has(x.id));
+        const left = cases.filter((x) => !done.has(key(x)));
         if (ending.kind === 'timed-out') {
           let why = await restartAgent(target!, suite, state, agent!, hooks, f.profile);
           if (why === undefined) {
