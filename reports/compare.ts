@@ -287,7 +287,8 @@ export function formatCompareText(c: Comparison): string {
     const notes = [r.complete ? '' : 'INCOMPLETE', r.harnessErrors > 0 ? `${r.harnessErrors} harness error${r.harnessErrors > 1 ? 's' : ''}` : ''].filter(Boolean);
     out.push(
       `  ${r.tag}  ${r.label}  kernel ${r.kernel ?? '?'}${r.accel ? ` (${r.accel})` : ''}, ${r.results} results: ` +
-        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning, ${r.counts.blocked} blocked` +
+        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ` +
+        `${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning, ${r.counts.blocked} blocked` +
         (notes.length > 0 ? `  [${notes.join(', ')}]` : ''),
     );
   }

@@ -147,20 +147,14 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         }
         const left = cases.filter((x) => !done.has(key(x)));
         if (ending.kind === 'timed-out') {
-          let why = await restartAgent(target!, suite, state, agent!, hooks, f.profile);
-          if (why === undefined) {
-            try {
-              agent = await AgentClient.start(target!, target!.agentPath);
-            } catch (e) {
-              why = `the agent did not start again (${(e as Error).message})`;
-            }
-          }
-          if (why === undefined) {
+          const r = await recoverFromTimeout(target!, suite, state, agent!, hooks, f.profile);
+          if ('agent' in r) {
+            agent = r.agent;
             if (!left.length) break;
             pendingNote = `note: run after the agent was restarted and the suite set up again (${ending.id} ran out of time)`;
             continue;
           }
-          pendingNote = `note: ${ending.id} ran out of time and ${why}`;
+          pendingNote = `note: ${ending.id} ran out of time and ${r.why}`;
         }
         needFresh = true;
         if (!left.length) break;
@@ -179,19 +173,25 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
 
 /**
  * After a case ran out of time (its agent already closed): end the agent process, which closes
- * every fd the suite held, then tear the suite down. Undefined when the machine can go on with a
- * new agent; otherwise why it cannot (a fresh machine is needed). A failed teardown is reported.
+ * every fd the suite held, tear the suite down, and start a new agent for the suite's next setup.
+ * When any of it fails, why: the machine is then replaced. A failed teardown is reported.
  */
-async function restartAgent(target: Target, suite: Suite<unknown>, state: unknown, closed: AgentClient, hooks: RunnerHooks, profile: string): Promise<string | undefined> {
+async function recoverFromTimeout(
+  target: Target, suite: Suite<unknown>, state: unknown, closed: AgentClient, hooks: RunnerHooks, profile: string,
+): Promise<{ agent: AgentClient } | { why: string }> {
   const stuck = await stopAgent(target, target.agentPath ?? AGENT_PATH);
-  if (stuck) return stuck;
+  if (stuck) return { why: stuck };
   try {
     await suite.teardown?.(state, target, closed);
   } catch (e) {
     hooks.result(errorResult(`${suite.name}/teardown`, suite.name, profile, `suite teardown after a timed-out case failed: ${(e as Error).message}`));
-    return 'the suite\'s teardown failed';
+    return { why: 'the suite\'s teardown failed' };
   }
-  return undefined;
+  try {
+    return { agent: await AgentClient.start(target, target.agentPath) };
+  } catch (e) {
+    return { why: `the agent did not start again (${(e as Error).message})` };
+  }
 }
 
 function errorResult(id: string, suite: string, profile: string, reason: string): CaseResult {
