@@ -13,6 +13,8 @@ export interface TargetFactory {
   profile: string;
   /** a fresh target; called again after one died */
   start(attempt: number): Promise<Target & { consoleLog?: string }>;
+  /** how long a console fault can trail the request that caused it (a serial console: 1.5 s) */
+  faultGraceMs?: number;
 }
 
 export interface RunnerHooks {
@@ -24,6 +26,7 @@ export interface RunnerHooks {
 /** Machines a suite may use up after the first (deaths, and agents that would not stop) */
 export const MAX_REPLACEMENTS = 3;
 const DEFAULT_TIMEOUT_MS = 60_000;
+const FAULT_GRACE_MS = 1500;
 const NO_DEVICE: DeviceInfo = { driver: 'none', class: 'none', id: '-' };
 
 /** How a suite's pass over its cases ended. */
@@ -109,7 +112,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         for (const c of cases) {
           if (done.has(key(c))) continue;
           done.add(key(c));
-          const { result: r, exchanges, timedOut, agentWasAlive } = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
+          const { result: r, exchanges, timedOut, agentWasAlive } = await runCase(c, state, suite.name, f, target!, agent!, runDir);
           const note = pendingNote;
           pendingNote = undefined;
           if (note) r.log = [note, ...(r.log ?? [])];
@@ -223,7 +226,9 @@ interface CaseRun {
   agentWasAlive: boolean;
 }
 
-async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profile: string, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string): Promise<CaseRun> {
+async function runCase(
+  c: CaseDef<unknown>, state: unknown, suite: string, f: TargetFactory, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string,
+): Promise<CaseRun> {
   const notes: string[] = [];
   const started = Date.now();
   let outcome: CaseOutcome;
@@ -252,7 +257,7 @@ async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profi
   }
   if (!timedOut) agentWasAlive = agent.alive;
   // A panic or Oops reaches the serial console a little after the request that caused it.
-  if (!target.isAlive() || !agentWasAlive) await new Promise((r) => setTimeout(r, 1500));
+  if (!target.isAlive() || !agentWasAlive) await new Promise((r) => setTimeout(r, f.faultGraceMs ?? FAULT_GRACE_MS));
   const faults = target.faultsSince(fmark);
   outcome = judgeFaults(outcome, faults, c.expectedFaults);
   const exchanges = agent.takeLog();
@@ -260,7 +265,7 @@ async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profi
   const artifacts: Record<string, string> = {};
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
   const result: CaseResult = {
-    id: c.id, suite, profile, device: c.device, status: outcome.status, reason: outcome.reason,
+    id: c.id, suite, profile: f.profile, device: c.device, status: outcome.status, reason: outcome.reason,
     observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
     faults, artifacts, log,
   };

@@ -91,7 +91,8 @@ t.test('a lost SSH connection on a live machine is retried once on a fresh machi
   let boots = 0;
   const results: CaseResult[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'vfioc-runner-'));
-  await runProfile({ profile: 'fake', start: async () => new FakeTarget(`fake-${boots++}`) }, [suite], dir, {
+  // The fake's faults are there at once: no grace for a serial console to catch up.
+  await runProfile({ profile: 'fake', start: async () => new FakeTarget(`fake-${boots++}`), faultGraceMs: 0 }, [suite], dir, {
     result: (r) => results.push(r), error: (e) => t.fail(e.message),
   });
   const by = new Map(results.map((r) => [r.id, r]));
