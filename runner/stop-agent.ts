@@ -10,20 +10,22 @@ function quote(s: string): string {
 /**
  * A shell script that ends every process running the agent binary at `path` and waits for it to
  * go, printing `gone` or `stuck: PIDS`. The runner runs one agent at a time, and the one it closed
- * is the only one at that path (a lab host's copy lives in a private directory). The binary is
- * matched through /proc/PID/exe, resolved, so a symlinked path still matches; a zombie has no exe
- * and counts as gone: its fds are already released.
+ * is the only one at that path (a lab host's copy lives in a private directory, no spaces). The
+ * binary is matched through /proc/PID/exe, resolved, so a symlinked path still matches; a zombie
+ * has no exe and counts as gone: its fds are already released.
  */
 export function stopAgentScript(path: string, waitS = AGENT_EXIT_S): string {
   return [
     `a=$(readlink -f ${quote(path)})`,
-    'pids() { for d in /proc/[0-9]*; do [ "$(readlink "$d/exe" 2>/dev/null)" = "$a" ] && echo "${d#/proc/}"; done; }',
+    // one ls, not a readlink per process: a guest under TCG forks slowly
+    'pids() { ls -l /proc/[0-9]*/exe 2>/dev/null | awk -v a="$a" \'$NF == a { split($(NF-2), p, "/"); print p[3] }\'; }',
     'p=$(pids)',
     '[ -n "$p" ] && kill -9 $p 2>/dev/null',
     'i=0',
     'while [ -n "$(pids)" ]; do',
-    `  i=$((i+1)); [ $i -gt ${waitS} ] && { echo stuck: $(pids); exit 0; }`,
-    '  sleep 1',
+    // fractional sleep: Debian's busybox and coreutils both take it
+    `  i=$((i+1)); [ $i -gt ${waitS * 5} ] && { echo stuck: $(pids); exit 0; }`,
+    '  sleep 0.2',
     'done',
     'echo gone',
   ].join('\n');

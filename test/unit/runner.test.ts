@@ -1,10 +1,12 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { runProfile } from '../../runner/run-cases.js';
+import { stopAgentScript } from '../../runner/stop-agent.js';
 import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../../suites/types.js';
@@ -227,4 +229,21 @@ t.test('an agent that will not die costs a machine; past the limit the cases lef
   t.match(by.get('fake/hang-1')?.log?.[0], /fake\/hang-0 ran out of time and the agent \(pid 77\) did not exit within 5 s of SIGKILL; note: running on replacement machine #1/);
   t.match(by.get('fake/hang-4')?.reason, /not run: the machine was replaced 3 times in this suite/);
   t.match(by.get('fake/hang-5')?.reason, /not run/);
+});
+
+t.test('the agent-stopping script ends the process running that binary (through a symlink too), and only it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfioc-stop-'));
+  const bin = join(dir, 'agent-bin');
+  copyFileSync('/bin/sleep', bin);
+  symlinkSync(bin, join(dir, 'agent'));
+  const agent = spawn(bin, ['300'], { stdio: 'ignore' });
+  const other = spawn('/bin/sleep', ['300'], { stdio: 'ignore' });
+  const exited = new Promise((r) => agent.on('exit', r));
+  await new Promise((r) => setTimeout(r, 100));
+  const out = execFileSync('sh', ['-c', stopAgentScript(join(dir, 'agent'), 2)], { encoding: 'utf8' });
+  t.equal(out.trim(), 'gone');
+  t.equal(await exited, null, 'the agent was killed');
+  t.equal(agent.signalCode, 'SIGKILL');
+  t.equal(other.exitCode, null, 'another process of another binary still runs');
+  other.kill();
 });
