@@ -20,7 +20,8 @@ const STREAM_BYTES: Record<string, number> = { 'mtty-1': 60, 'mtty-2': 96 };
  * A migration device behind a fake agent: SET follows the uAPI's state machine (the model), data
  * fds open and end as the uAPI says, and VFIO_DEVICE_RESET either works or, when `brokenReset`,
  * answers OK and leaves the migration state as it was (the driver bug this test is about).
- * Everything else answers just enough for the cases to run.
+ * Everything else answers just enough for the cases to run, each reply with the values the agent's
+ * protocol declares.
  */
 class FakeMigrationAgent extends EventEmitter {
   stderr = new EventEmitter();
@@ -53,16 +54,16 @@ class FakeMigrationAgent extends EventEmitter {
     const dev = this.devs.get(req.dev as number);
     const data = this.dataFds.get(req.fd as number);
     switch (req.op) {
-      case 'hello': return { version: 'fake', uapi: {} };
+      case 'hello': return { version: 'fake', headers: null, ops: [], uapi: {} };
       case 'open_cdev': {
         const fd = this.nextFd++;
         this.devs.set(fd, { state: State.RUNNING, kind: this.kindOf(req.path as string) });
-        return { dev: fd };
+        return { dev: fd, iommufd: this.nextFd++, ioas: 2, devid: 1, pt_id: 2 };
       }
       case 'close': return {};
       case 'mig_flags': return { flags: 0x7 };
       case 'data_size': return { stop_copy_length: STREAM_BYTES[dev!.kind] };
-      case 'feature': return ((req.flags as number) & (1 << 18)) ? {} : this.fail('EINVAL');
+      case 'feature': return ((req.flags as number) & (1 << 18)) ? { ret: 0, payload: req.payload ?? '' } : this.fail('EINVAL');
       case 'get_state': return { state: dev!.state, data_fd: -1 };
       case 'reset':
         if (!this.brokenReset) { dev!.state = State.RUNNING; this.endSessions(req.dev as number); }
@@ -86,8 +87,8 @@ class FakeMigrationAgent extends EventEmitter {
       case 'read': return data?.live && !data.resuming ? { n: 0, data: '' } : this.fail(data?.resuming || !data ? 'EBADF' : 'ENODEV');
       case 'write': return data?.live ? { n: String(req.data).length / 2 } : this.fail(data ? 'ENODEV' : 'EBADF');
       case 'precopy_info': return data?.resuming ? this.fail('ENOTTY') : { initial_bytes: 24, dirty_bytes: 0, flags: req.flags ?? 0 };
-      case 'region_read': return { value: 0 };
-      case 'region_write': return {};
+      case 'region_read': return { value: 0, n: 1 };
+      case 'region_write': return { n: 1 };
       default: return this.fail('EINVAL');
     }
   }

@@ -11,7 +11,16 @@ import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../../suites/types.js';
 
-/** An agent channel that answers every request with ok (but never op `hang`), until the connection is dropped. */
+/** The values of the replies the fake agent sends (each as the agent's protocol declares it). */
+const REPLIES: Record<string, Record<string, unknown>> = {
+  hello: { version: '1', headers: null, ops: ['hello'], uapi: {} },
+  mig_flags: { flags: 7 },
+  close: {},
+};
+/** The op the fake agent never answers: a request the kernel never finishes. */
+const HANGS = 'get_state';
+
+/** An agent channel that answers every request with ok (but never a get_state), until the connection is dropped. */
 class FakeChannel extends EventEmitter {
   stderr = new EventEmitter();
   /** every op this channel received, in order */
@@ -20,8 +29,8 @@ class FakeChannel extends EventEmitter {
     for (const line of s.split('\n').filter(Boolean)) {
       const { id, op } = JSON.parse(line) as { id: number; op: string };
       this.ops.push(op);
-      if (op === 'hang') continue;
-      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null })}\n`)));
+      if (op === HANGS) continue;
+      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null, ...REPLIES[op] })}\n`)));
     }
     return true;
   }
@@ -121,7 +130,7 @@ function recordingSuite(cases: CaseDef<unknown>[], o: { setupFails?: (n: number)
     async setup(_t, agent) {
       log.setups++;
       if (o.setupFails?.(log.setups)) throw new Error(`mdev create failed (setup #${log.setups})`);
-      await agent.request('open_cdev');
+      await agent.request('mig_flags', { dev: 3 });
       return { state: {}, cases };
     },
     async teardown(_s, _t, agent) {
@@ -138,9 +147,9 @@ function hanging(id: string, attempts: string[], before?: (tg: FakeTarget) => vo
     id, device: NO_DEVICE, timeoutMs: 80,
     async run(_s, ctx) {
       before?.(ctx.target as unknown as FakeTarget);
-      await ctx.agent.request('hang', {}, 60_000).catch(() => undefined);
+      await ctx.agent.request(HANGS, { dev: 3 }, 60_000).catch(() => undefined);
       attempts.push(`aborted=${ctx.signal.aborted}`);
-      for (const step of [() => ctx.agent.request('late-request'), () => ctx.target.exec('echo late'), () => ctx.target.mark('late')]) {
+      for (const step of [() => ctx.agent.request('close', { fd: 3 }), () => ctx.target.exec('echo late'), () => ctx.target.mark('late')]) {
         await step().then(() => attempts.push('reached the machine'), () => attempts.push('refused'));
       }
       return { status: 'pass' };
@@ -149,7 +158,7 @@ function hanging(id: string, attempts: string[], before?: (tg: FakeTarget) => vo
 }
 
 function quick(id: string): CaseDef<unknown> {
-  return { id, device: NO_DEVICE, async run(_s, ctx) { await ctx.agent.request('quick'); return { status: 'pass' }; } };
+  return { id, device: NO_DEVICE, async run(_s, ctx) { await ctx.agent.request('hello'); return { status: 'pass' }; } };
 }
 
 async function runFake(suite: Suite<unknown>, make: (n: number) => FakeTarget = (n) => new FakeTarget(`fake-${n}`)) {
@@ -175,13 +184,13 @@ t.test('a case that hangs is stopped: its agent closed and restarted, the suite 
   t.equal(targets.length, 1, 'the same machine went on');
   const [first, second] = targets[0]!.channels;
   t.equal(targets[0]!.channels.length, 2, 'a second agent was started');
-  t.notOk(first!.ops.includes('late-request'), 'the late request never left the harness');
-  t.same(second!.ops, ['hello', 'open_cdev', 'quick'], 'the new agent saw the new setup and the next case only');
+  t.notOk(first!.ops.includes('close'), 'the late request never left the harness');
+  t.same(second!.ops, ['hello', 'mig_flags', 'hello'], 'the new agent saw the new setup and the next case only');
   t.ok(targets[0]!.execs.some((c) => c.includes('/proc/') && c.includes('kill -9')), 'the old agent process was ended');
   t.equal(log.setups, 2, 'the suite was set up again');
   t.same(log.teardowns, [false, true], 'torn down with the closed agent after the timeout, with the live one at the end');
   t.match(by.get('fake/next')?.log?.[0], /agent was restarted and the suite set up again \(fake\/hangs ran out of time\)/);
-  t.same(by.get('fake/next')?.log?.slice(1).map((l) => JSON.parse(l.split(' -> ')[0]!).op), ['quick'], 'the next case\'s step log has its own steps only');
+  t.same(by.get('fake/next')?.log?.slice(1).map((l) => JSON.parse(l.split(' -> ')[0]!).op), ['hello'], 'the next case\'s step log has its own steps only');
 });
 
 t.test('a case that times out while the kernel reports a fault fails with the fault and says it was stopped', async (t) => {
