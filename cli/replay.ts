@@ -12,7 +12,7 @@ import { cachePath } from '../base/paths.js';
 import { parseAccel } from './guest-flags.js';
 
 const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]
-  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<case>/):
+  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<device>/<case>/):
   boot the same kernel and profile, run the suite's setup, send the recorded agent requests in
   order and print each reply beside the recorded one. Console faults are printed at the end.
   What the recording's replies created (fds, device and iommufd object ids, memory, IOVAs) is

@@ -7,7 +7,9 @@
  *   new-case         absent -> present
  *   vanished         present -> absent
  *   status-change    any other change of status (pass -> expected-unsupported, skip -> pass,
- *                    fail -> error, fail -> skip, ...)
+ *                    fail -> error, fail -> skip, ...); blocked is neither failing nor OK here: the
+ *                    case it names carries the new failure or the fix, so pass -> blocked and
+ *                    blocked -> pass are status changes
  *   observed-change  same status, but an observed value differs (errno EINVAL -> ENOTTY while both
  *                    pass). Observed objects are flattened to dotted keys (a.b.c); arrays and other
  *                    values are compared whole.
@@ -285,7 +287,8 @@ export function formatCompareText(c: Comparison): string {
     const notes = [r.complete ? '' : 'INCOMPLETE', r.harnessErrors > 0 ? `${r.harnessErrors} harness error${r.harnessErrors > 1 ? 's' : ''}` : ''].filter(Boolean);
     out.push(
       `  ${r.tag}  ${r.label}  kernel ${r.kernel ?? '?'}${r.accel ? ` (${r.accel})` : ''}, ${r.results} results: ` +
-        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning` +
+        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ` +
+        `${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning, ${r.counts.blocked} blocked` +
         (notes.length > 0 ? `  [${notes.join(', ')}]` : ''),
     );
   }

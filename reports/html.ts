@@ -68,10 +68,11 @@ export const STATUS_LABEL: Record<Status, string> = {
   skip: 'skip',
   'expected-unsupported': 'unsupported (expected)',
   warning: 'warning',
+  blocked: 'blocked',
 };
 
 /** Which of several results of one cell gives it its colour (most severe first). */
-const SEVERITY: readonly Status[] = ['error', 'fail', 'warning', 'skip', 'expected-unsupported', 'pass'];
+const SEVERITY: readonly Status[] = ['error', 'fail', 'blocked', 'warning', 'skip', 'expected-unsupported', 'pass'];
 
 /** CSS shared by the run report and the compare page. */
 export const REPORT_CSS = `
@@ -99,6 +100,7 @@ dl.env dt { color: var(--muted); } dl.env dd { margin: 0; }
 .st-skip { background: var(--skip-bg); color: var(--skip); }
 .st-expected-unsupported { background: var(--eu-bg); color: var(--eu); }
 .st-warning { background: var(--warning-bg); color: var(--warning); }
+.st-blocked { background: var(--skip-bg); color: var(--fail); font-style: italic; }
 .st-none { color: #8c959f; }
 .filters { position: sticky; top: 0; z-index: 3; background: #fff; border-bottom: 1px solid var(--border); padding: 8px 0; display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; }
 .filters fieldset { border: 0; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 4px 10px; }
@@ -188,6 +190,7 @@ function kvTable(observed: Record<string, unknown> | undefined, expected: Record
 function resultDetails(r: CaseResult, n: number, verdict: ReportVerdict | undefined): string {
   const parts: string[] = [];
   parts.push(`<div class="reason"><strong>Reason:</strong> ${r.reason === undefined ? '<span class="muted">(no reason given)</span>' : esc(r.reason)}</div>`);
+  if (r.blockedBy) parts.push(`<div class="blocked"><strong>Blocked by:</strong> <code>${esc(r.blockedBy)}</code> (the case that tests the precondition)</div>`);
   const why = knownWhy(verdict, r);
   if (why) parts.push(`<div class="known"><strong>Known failure:</strong> ${esc(why)}</div>`);
   parts.push(

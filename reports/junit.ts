@@ -219,7 +219,7 @@ function buildCase(r: CaseResult, name: string, classname: string): XmlTestcase 
       };
       break;
     case 'skipped':
-      tc.skipped = { $: { message: attr(r.reason ?? 'skipped (no reason given)') } };
+      tc.skipped = { $: { message: attr(r.status === 'blocked' ? `blocked by ${r.blockedBy ?? '(unnamed case)'}: ${r.reason ?? ''}` : r.reason ?? 'skipped (no reason given)') } };
       break;
     case 'passed':
       break;

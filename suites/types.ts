@@ -8,6 +8,8 @@ export interface CaseOutcome {
   reason?: string;
   observed?: Record<string, unknown>;
   expected?: Record<string, unknown>;
+  /** status blocked: the id of the case that tests the precondition that did not hold */
+  blockedBy?: string;
 }
 
 export interface CaseContext {
@@ -17,6 +19,13 @@ export interface CaseContext {
   agent: AgentClient;
   /** free-form lines for the step log (agent exchanges are logged automatically) */
   note(line: string): void;
+  /**
+   * Aborted when the case ran out of time. From then on `agent` and `target` refuse every request
+   * (the runner restarts the agent and sets the suite up again before the next case), so a body
+   * that is still running cannot act on the next case's devices; a long loop may check it to stop
+   * early.
+   */
+  signal: AbortSignal;
 }
 
 export interface CaseDef<S> {
@@ -51,7 +60,10 @@ export interface SuiteMachine {
 /**
  * A suite: sets up a fresh target (devices, modules) and lists its cases. The runner may call
  * setup more than once: after a case kills the guest, a new guest is booted and the suite is set
- * up again, and the remaining cases run there.
+ * up again, and the remaining cases run there; after a case ran out of time, the runner ends the
+ * agent (and with it every fd the suite held), calls teardown with that closed agent, starts a new
+ * agent and calls setup again. So teardown must release what outlives the agent (mdev instances,
+ * driver bindings) also when `agent.alive` is false, and use the agent only while it is alive.
  */
 export interface Suite<S = unknown> {
   name: string;

@@ -10,8 +10,15 @@ import { arrayOf, bool, num, object, oneOf, optional, recordOf, str, unknownValu
 
 export const SCHEMA_VERSION = 1;
 
-export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning';
-export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning'];
+/**
+ * blocked: the case did not get to its own assertion because a precondition another case tests did
+ * not hold (e.g. VFIO_DEVICE_RESET left the device outside RUNNING). It is never a pass; `blockedBy`
+ * names that other case, so a report leads with the one failure that explains the rest. Added
+ * without a schema bump: every version-1 file is still valid, and an older reader refuses the new
+ * word with a one-line error naming it.
+ */
+export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning' | 'blocked';
+export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning', 'blocked'];
 
 export type DeviceClass = 'real' | 'sample' | 'emulated' | 'none';
 export const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'sample', 'emulated', 'none'];
@@ -50,6 +57,8 @@ export const CaseResultShape = object({
   observed: optional(recordOf(unknownValue())),
   /** what the contract expected, for failure messages */
   expected: optional(recordOf(unknownValue())),
+  /** status blocked: the id of the case (same profile and device) that tests the precondition that failed */
+  blockedBy: optional(str()),
   durationMs: num({ min: 0 }),
   faults: arrayOf(ConsoleFaultShape),
   artifacts: recordOf(str({ expected: 'a string (a path)' })),

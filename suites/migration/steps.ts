@@ -1,6 +1,6 @@
 import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
 import { HarnessError } from '../../base/errors.js';
-import { stateName } from './model.js';
+import { State, stateName } from './model.js';
 
 /** uAPI constants the suite needs to build raw requests (include/uapi/linux/vfio.h). */
 export const FEATURE = {
@@ -23,7 +23,26 @@ export function errName(r: AgentReply): string {
   return r.err ?? `E${r.errno}`;
 }
 
+/**
+ * A case's precondition did not hold, so its own check cannot run: it reports blocked, naming
+ * `blockedBy`, the case that tests that precondition (which carries the failure).
+ */
+export class PreconditionFailed extends Error {
+  constructor(readonly blockedBy: string, message: string) {
+    super(message);
+    this.name = 'PreconditionFailed';
+  }
+}
+
+/** The case that tests reaching `to` from `from` with one SET: the arc case of that pair. */
+export const arcCaseId = (from: number, to: number): string => `migration/arc/${stateName(from)}->${stateName(to)}`;
+/** The case that tests VFIO_DEVICE_RESET from `state`. */
+export const resetCaseId = (state: number): string => `migration/reset/from-${stateName(state)}`;
+
 export class Dev {
+  /** the state the last checked step left the device in; unknown after a raw SET or reset */
+  private known?: number;
+
   constructor(readonly agent: AgentClient, public fd: number, readonly label: string) {}
 
   async getState(): Promise<number> {
@@ -32,20 +51,71 @@ export class Dev {
     return r.state as number;
   }
 
+  /** The raw SET a case tests: whatever it answers is the case's observation. */
   setState(state: number): Promise<AgentReply> {
+    this.known = undefined;
     return this.agent.request('set_state', { dev: this.fd, state });
   }
 
-  /** SET that must succeed (moving to the start of a case); its fd, -1 if none. */
+  /**
+   * SET that a case rests on (moving to where its check starts); its fd, -1 if none. A refused SET,
+   * or a device that then reports another state, is a precondition failure naming the arc case
+   * of that pair.
+   */
   async reach(state: number): Promise<number> {
-    const r = await this.setState(state);
-    if (!r.ok) throw new HarnessError(`could not bring ${this.label} to ${stateName(state)}: ${r.err}`);
+    const from = this.known ?? await this.getState();
+    this.known = undefined;
+    const r = await this.agent.request('set_state', { dev: this.fd, state });
+    if (!r.ok) throw new PreconditionFailed(arcCaseId(from, state), `could not bring ${this.label} from ${stateName(from)} to ${stateName(state)}: ${r.err}`);
+    const now = await this.getState();
+    if (now !== state) {
+      throw new PreconditionFailed(arcCaseId(from, state), `SET ${stateName(state)} on ${this.label} (in ${stateName(from)}) returned OK but the device reports ${stateName(now)}`);
+    }
+    this.known = state;
     return r.data_fd as number;
   }
 
+  /** VFIO_DEVICE_RESET that must succeed (tidying up after a case); not checked further. */
   async reset(): Promise<void> {
+    this.known = undefined;
     const r = await this.agent.request('reset', { dev: this.fd });
     if (!r.ok) throw new HarnessError(`VFIO_DEVICE_RESET on ${this.label} failed: ${r.err}`);
+  }
+
+  /** The device's cdev was closed and opened again: what it reports now is for the case to see. */
+  reopened(fd: number): void {
+    this.fd = fd;
+    this.known = undefined;
+  }
+
+  /**
+   * The start of a case: VFIO_DEVICE_RESET, after which the uAPI has the device RUNNING with no
+   * session (no data fd can be live in RUNNING). When it is not, the case cannot test what it is
+   * about: a precondition failure naming the reset case of the state the device was in. With
+   * `recover` (the cases the others' preconditions rest on, which must report on their own), a
+   * failed reset is worked around with SET RUNNING, noted in `note`, before giving up.
+   */
+  async start(o: { recover?: boolean; note?: (line: string) => void } = {}): Promise<void> {
+    const before = await this.getState();
+    this.known = undefined;
+    const r = await this.agent.request('reset', { dev: this.fd });
+    const after = r.ok ? await this.getState() : before;
+    if (r.ok && after === State.RUNNING) {
+      this.known = State.RUNNING;
+      return;
+    }
+    const what = r.ok
+      ? `after VFIO_DEVICE_RESET ${this.label} is in ${stateName(after)}, not RUNNING (it was in ${stateName(before)})`
+      : `VFIO_DEVICE_RESET on ${this.label} (in ${stateName(before)}) failed: ${r.err}`;
+    if (o.recover) {
+      const back = await this.agent.request('set_state', { dev: this.fd, state: State.RUNNING });
+      if (back.ok && (await this.getState()) === State.RUNNING) {
+        o.note?.(`note: ${what}; brought back with SET RUNNING instead (${resetCaseId(before)} reports the reset)`);
+        this.known = State.RUNNING;
+        return;
+      }
+    }
+    throw new PreconditionFailed(resetCaseId(before), what);
   }
 
   feature(flags: number, payloadHex = '', argsz?: number): Promise<AgentReply> {

@@ -128,6 +128,13 @@ t.test('classify and observedDiff directly', async (t) => {
   t.equal(classify({ status: 'fail', observed: { e: 1 } }, { status: 'fail', observed: { e: 2 } }).class, 'observed-change', 'same failing status, other values');
   t.equal(classify({ status: 'skip' }, { status: 'expected-unsupported' }).class, 'status-change');
   t.equal(classify({ status: 'error' }, { status: 'skip' }).class, 'status-change');
+  t.equal(classify({ status: 'pass' }, { status: 'blocked' }).class, 'status-change', 'blocked: the case it names carries the new failure');
+  t.equal(classify({ status: 'fail' }, { status: 'blocked' }).class, 'status-change', 'and a blocked case is not fixed');
+  const text = formatCompareText(compareRuns([
+    { label: 'a', res: run('7.1.0', [r('migration/reset/from-STOP', 'pass'), r('migration/fd/x', 'pass')]) },
+    { label: 'b', res: run('7.2.0', [r('migration/reset/from-STOP', 'fail'), r('migration/fd/x', 'blocked', undefined, { blockedBy: 'migration/reset/from-STOP' })]) },
+  ]));
+  t.match(text, /1 fail, 0 error, 0 skip, 0 exp-unsupp, 0 warning, 1 blocked/, 'blocked counted apart in the run line');
   t.same(observedDiff({ a: [1, 2] }, { a: [2, 1] }), [{ key: 'a', before: [1, 2], after: [2, 1] }], 'arrays compared whole, order matters');
   t.same(observedDiff({ a: { b: 1 } }, { a: 1 }), [{ key: 'a.b', before: 1 }, { key: 'a', after: 1 }]);
   t.same(observedDiff({ n: null }, {}), [{ key: 'n', before: null }], 'null is a value, not absence');

@@ -63,6 +63,9 @@ function fixture(): RunResults {
         over = profile === 'q35-vtd' ? { status: 'expected-unsupported', reason: 'no PASID on 6.12', device: mock } : { status: 'skip', reason: 'smmuv3 profile has no PASID-capable device', device: mock };
       } else if (id === 'migration/precopy/info') {
         over = { status: 'warning', reason: 'read() at the temporary end of PRE_COPY data returns 0' };
+      } else if (id === 'migration/arc/RUNNING->STOP_COPY' && profile === 'q35-vtd') {
+        // blocked by the failure above: the gate counts that failure once, not this case
+        over = { status: 'blocked', reason: 'reaching the state the case starts from failed', blockedBy: FAIL_ID };
       } else if (i % 7 === 3) {
         over = { status: 'skip', reason: 'device has no P2P flag', observed: undefined, expected: undefined };
       }

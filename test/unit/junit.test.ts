@@ -197,6 +197,20 @@ t.test('outcomes: failure, error, skipped, expected-unsupported, warning', async
   t.match(warn['system-out']?.[0], /^\[vfio-conformance\] warning: precopy took 3\.2s for 4 KiB/);
 });
 
+t.test('blocked: skipped (never passed), naming the case that carries the failure', async (t) => {
+  const xml = toJUnit(doc([
+    result('migration/reset/from-STOP', { status: 'fail', reason: 'state after reset: got STOP, expected RUNNING' }),
+    result('migration/fd/saving-espipe', { status: 'blocked', reason: 'precondition not met: after VFIO_DEVICE_RESET mtty-2 is in STOP', blockedBy: 'migration/reset/from-STOP' }),
+  ]));
+  t.equal((await xmllint(xml)).exitCode, 0, 'valid JUnit');
+  const p = await parse(xml);
+  const blocked = cases(p).find((c) => c.$.name === 'migration/fd/saving-espipe')!;
+  t.notOk(blocked.failure || blocked.error, 'counted once, on the reset case');
+  t.match(blocked.skipped?.[0]?.$?.message, /^blocked by migration\/reset\/from-STOP: precondition not met/);
+  t.equal(prop(blocked.properties, 'vfio-conformance.status'), 'blocked');
+  t.match(p.testsuites.$, { failures: '1', skipped: '1' });
+});
+
 t.test('special characters survive, illegal ones are stripped', async (t) => {
   const nasty = `migration/arc/STOP->STOP_COPY <&"'> \u{1F680} caf\u00e9`;
   const dirty = `${nasty}\u0000\u0007\u001b[31m\u007f\u0085\uD800\uFFFE\uFFFF\uDC00x`;

@@ -183,7 +183,7 @@ function agentWithFlags(flags: Record<string, number>): AgentClient {
   } as unknown as AgentClient;
 }
 
-const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined });
+const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined, signal: new AbortController().signal });
 
 async function run(target: Target, agent: AgentClient, id: string) {
   const s = await qemuMigrationSuite.setup(target, agent);
