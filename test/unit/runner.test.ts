@@ -9,13 +9,17 @@ import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../../suites/types.js';
 
+/** What a hello reply must carry (the client checks every reply against harness/agent/protocol.ts). */
+const HELLO = { version: '1', headers: null, ops: ['hello'], uapi: {} };
+
 /** An agent channel that answers every request with ok, until the connection is dropped. */
 class FakeChannel extends EventEmitter {
   stderr = new EventEmitter();
   write(s: string): boolean {
     for (const line of s.split('\n').filter(Boolean)) {
-      const { id } = JSON.parse(line) as { id: number };
-      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null })}\n`)));
+      const { id, op } = JSON.parse(line) as { id: number; op: string };
+      const values = op === 'hello' ? HELLO : {};
+      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null, ...values })}\n`)));
     }
     return true;
   }
