@@ -118,9 +118,9 @@ export const OPS = {
   write: op({ fd: int, data: hex }, { n: int }),
   /** `offset` is signed, `max` at most 1 MiB */
   pread: op({ fd: int, max: int, offset: int }, { n: int, data: hex }),
-  /** e.g. a block into a device region at region_info.offset + x */
+  /** `offset` is signed; e.g. a block into a device region at region_info.offset + x */
   pwrite: op({ fd: int, offset: int, data: hex }, { n: int }),
-  /** any `whence` */
+  /** `offset` is signed, `whence` any int */
   lseek: op({ fd: int, offset: int, whence: int }, { pos: int }),
   /** `timeout_ms` default 0, -1 = forever */
   poll: op({ fd: int, events: int, timeout_ms: opt(int) }, { ret: int, revents: int }),
