@@ -11,7 +11,7 @@
  * the types never lie at run time.
  */
 
-/** What a value is on the wire, named after the agent's `arg_*` getter / `f_*` writer that handles it. */
+/** What a value is on the wire: int, bool, str and hex as agent.c's `arg_*` getters and `f_*` writers handle them; the rest are hello's. */
 export type Kind = 'int' | 'bool' | 'str' | 'hex' | 'nullable-str' | 'str-list' | 'bool-map';
 
 /** One argument or reply value. `T` is its TypeScript type; `O` says whether it may be absent. */
@@ -57,7 +57,7 @@ function op<const A extends Fields, const R extends Fields, const F extends keyo
   return { args, reply, alsoOnFailure };
 }
 
-/* One entry per row of agent.c's `ops[]`, in its order, with what PROTOCOL.md's tables used to say. */
+/* One entry per row of agent.c's `ops[]`, in its order, each with what it does. */
 export const OPS = {
   // ---------------------------------------------------------------- migration
 
@@ -331,7 +331,7 @@ function misfit(f: Field<unknown>, v: unknown): string | undefined {
   switch (f.kind) {
     case 'int': return want(is === 'integer', 'an integer');
     case 'bool': return want(is === 'boolean', 'a boolean');
-    case 'hex': return want(typeof v === 'string' && /^(?:[0-9a-fA-F]{2})*$/.test(v), 'a hex string');
+    case 'hex': return want(typeof v === 'string' && v.length % 2 === 0 && !/[^0-9a-fA-F]/.test(v), 'a hex string');
     case 'str':
       if (typeof v !== 'string') return `a string expected, got ${is}`;
       return f.choices && !f.choices.includes(v) ? `one of ${f.choices.join(', ')} expected, got "${v}"` : undefined;
