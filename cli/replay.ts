@@ -58,7 +58,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       const { op, ...args } = request as { op: string };
       let reply: AgentReply | undefined;
       try {
-        reply = await agent.request(op, args);
+        reply = await agent.send(op, args);
       } catch (e) {
         process.stdout.write(`  ${op}: no reply: ${(e as Error).message}\n`);
         differ++;

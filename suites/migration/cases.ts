@@ -65,7 +65,7 @@ function arcCase(from: number, to: number, flags: number, device: DeviceInfo): C
       const c = new Checks();
       const observed: Record<string, unknown> = {
         errno: errName(r),
-        dataFd: (r.data_fd as number) >= 0 ? 'new' : '-1',
+        dataFd: (r.data_fd ?? -1) >= 0 ? 'new' : '-1',
         stateAfter: stateName(after),
       };
       const expected: Record<string, unknown> = exp.ok
@@ -86,7 +86,7 @@ function arcCase(from: number, to: number, flags: number, device: DeviceInfo): C
         else if (!exp.ok || exp.keepsFd) { c.ok('the session\'s fd still works', io !== 'ENODEV', `got ${io}`); }
       }
       await closeFd(ctx.agent, oldFd);
-      await closeFd(ctx.agent, r.data_fd as number);
+      await closeFd(ctx.agent, r.data_fd);
       await d.reset();
       return outcome(c, observed, expected);
     },
@@ -131,9 +131,9 @@ function featureCases(device: DeviceInfo): Case[] {
         await fresh(s.src);
         const r = await s.src.agent.request('get_state', { dev: s.src.fd });
         const c = new Checks();
-        c.eq('state of a reset device', stateName(r.state as number), 'RUNNING');
+        c.eq('state of a reset device', r.ok ? stateName(r.state) : errName(r), 'RUNNING');
         c.eq('data_fd on GET', r.data_fd, -1);
-        return outcome(c, { state: stateName(r.state as number), dataFd: r.data_fd }, { state: 'RUNNING', dataFd: -1 });
+        return outcome(c, { state: r.ok ? stateName(r.state) : errName(r), dataFd: r.data_fd }, { state: 'RUNNING', dataFd: -1 });
       },
     },
     {
@@ -234,9 +234,9 @@ async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean
     const info = await ctx.agent.request('precopy_info', { fd });
     obs.initialBytes = info.initial_bytes;
     const r = await ctx.agent.request('read', { fd, max: Number(info.initial_bytes ?? 0) });
-    pre = Buffer.from((r.data as string) ?? '', 'hex');
+    pre = Buffer.from(r.data ?? '', 'hex');
     const toStopCopy = await s.src.setState(State.STOP_COPY);
-    obs.preCopyToStopCopyFd = (toStopCopy.data_fd as number) >= 0 ? 'new' : '-1';
+    obs.preCopyToStopCopyFd = (toStopCopy.data_fd ?? -1) >= 0 ? 'new' : '-1';
     c.eq('PRE_COPY->STOP_COPY data_fd (the saving fd continues)', obs.preCopyToStopCopyFd, '-1');
   } else {
     fd = await s.src.reach(State.STOP_COPY);
@@ -391,7 +391,7 @@ function precopyCases(device: DeviceInfo, flags: number): Case[] {
         if (opt.ok) {
           const v2 = await ctx.agent.request('precopy_info', { fd, flags: 0x5a });
           obs.flagsWithOptIn = v2.flags;
-          c.ok('flags after the v2 opt-in are cleared (only REINIT may be set)', ((v2.flags as number) & ~1) === 0, `got ${String(v2.flags)}`);
+          c.ok('flags after the v2 opt-in are cleared (only REINIT may be set)', v2.ok && (v2.flags & ~1) === 0, `got ${v2.ok ? v2.flags : errName(v2)}`);
         } else if (obs.optIn === 'ENOTTY') {
           status = c.passed ? 'expected-unsupported' : 'fail';
           reason = c.reason() ?? 'this kernel has no VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 (added in 7.2): the feature index is unknown (ENOTTY)';

@@ -1,4 +1,5 @@
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { AnyReply, Reply } from '../../harness/agent/protocol.js';
 import { HarnessError } from '../../base/errors.js';
 import { State, stateName } from './model.js';
 
@@ -17,7 +18,7 @@ export const FEATURE = {
 } as const;
 
 /** The errno name of a reply, 'OK' on success: what results record and runs are compared on. */
-export function errName(r: AgentReply): string {
+export function errName(r: AnyReply): string {
   if (r.ok) return 'OK';
   if (r.err === 'BADREQ' || r.err === 'UNSUPPORTED') throw new HarnessError(`agent refused a request: ${r.err}: ${r.msg ?? ''}`);
   return r.err ?? `E${r.errno}`;
@@ -48,11 +49,11 @@ export class Dev {
   async getState(): Promise<number> {
     const r = await this.agent.request('get_state', { dev: this.fd });
     if (!r.ok) throw new HarnessError(`GET device state on ${this.label} failed: ${r.err}`);
-    return r.state as number;
+    return r.state;
   }
 
   /** The raw SET a case tests: whatever it answers is the case's observation. */
-  setState(state: number): Promise<AgentReply> {
+  setState(state: number): Promise<Reply<'set_state'>> {
     this.known = undefined;
     return this.agent.request('set_state', { dev: this.fd, state });
   }
@@ -72,7 +73,7 @@ export class Dev {
       throw new PreconditionFailed(arcCaseId(from, state), `SET ${stateName(state)} on ${this.label} (in ${stateName(from)}) returned OK but the device reports ${stateName(now)}`);
     }
     this.known = state;
-    return r.data_fd as number;
+    return r.data_fd;
   }
 
   /** VFIO_DEVICE_RESET that must succeed (tidying up after a case); not checked further. */
@@ -118,11 +119,11 @@ export class Dev {
     throw new PreconditionFailed(resetCaseId(before), what);
   }
 
-  feature(flags: number, payloadHex = '', argsz?: number): Promise<AgentReply> {
+  feature(flags: number, payloadHex = '', argsz?: number): Promise<Reply<'feature'>> {
     return this.agent.request('feature', { dev: this.fd, flags, payload: payloadHex, ...(argsz === undefined ? {} : { argsz }) });
   }
 
-  async dataSize(): Promise<AgentReply> {
+  async dataSize(): Promise<Reply<'data_size'>> {
     return this.agent.request('data_size', { dev: this.fd });
   }
 }
@@ -132,13 +133,13 @@ export async function closeFd(agent: AgentClient, fd: number | undefined): Promi
 }
 
 /** Read a saving fd to end of stream (read() == 0). */
-export async function readAll(agent: AgentClient, fd: number): Promise<{ reply: AgentReply; data: Buffer }> {
+export async function readAll(agent: AgentClient, fd: number): Promise<{ reply: Reply<'read_all'>; data: Buffer }> {
   const r = await agent.request('read_all', { fd, chunk: 4096 });
-  return { reply: r, data: Buffer.from((r.data as string | undefined) ?? '', 'hex') };
+  return { reply: r, data: Buffer.from(r.data ?? '', 'hex') };
 }
 
-export async function writeAll(agent: AgentClient, fd: number, data: Buffer, segment = 0): Promise<AgentReply[]> {
-  const out: AgentReply[] = [];
+export async function writeAll(agent: AgentClient, fd: number, data: Buffer, segment = 0): Promise<Reply<'write'>[]> {
+  const out: Reply<'write'>[] = [];
   const step = segment > 0 ? segment : Math.max(1, data.length);
   for (let off = 0; off < data.length; off += step) {
     const r = await agent.request('write', { fd, data: data.subarray(off, off + step).toString('hex') });
