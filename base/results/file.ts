@@ -527,6 +527,7 @@ function checkCaseResult(v: unknown, path: string, p: Problems): void {
   oneOf(v, 'status', STATUSES, path, p);
   str(v, 'reason', path, p, { optional: true });
   obj(v, 'observed', path, p, true);
+  obj(v, 'measurements', path, p, true);
   obj(v, 'expected', path, p, true);
   num(v, 'durationMs', path, p, { min: 0 });
   arrayOf(v, 'faults', path, p, checkFault);

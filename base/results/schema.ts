@@ -40,6 +40,11 @@ export interface CaseResult {
   reason?: string;
   /** what was observed (errno names, sizes, states) — compared across runs */
   observed?: Record<string, unknown>;
+  /**
+   * figures that vary between runs of the same behaviour (timings, byte counts, generated UUIDs):
+   * shown and plotted with their spread, never compared as a change
+   */
+  measurements?: Record<string, unknown>;
   /** what the contract expected, for failure messages */
   expected?: Record<string, unknown>;
   durationMs: number;
