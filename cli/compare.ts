@@ -3,7 +3,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarnessError } from '../base/errors.js';
 import { RESULTS_FILE, readResults, writeFileAtomicSync } from '../base/results/file.js';
-import { compareRuns, formatCompareText, renderCompareHtml } from '../reports/compare.js';
+import { compareRuns, formatCompareText } from '../reports/compare.js';
+import { renderCompareHtml } from '../reports/release-grid.js';
 import type { RunResults } from '../base/results/schema.js';
 
 const HELP = `vfio-conformance compare RUN_A RUN_B [RUN_C ...] [--json] [--html FILE]

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HarnessError } from '../../base/errors.js';
-import { classify, compareRuns, formatCompareText, observedDiff, renderCompareHtml, type ChangeClass, type Comparison, type CompareRow } from '../../reports/compare.js';
+import { renderCompareHtml } from '../../reports/release-grid.js';
+import { classify, compareRuns, formatCompareText, observedDiff, type ChangeClass, type Comparison, type CompareRow } from '../../reports/compare.js';
 import { compareCommand } from '../../cli/compare.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
