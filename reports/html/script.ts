@@ -116,5 +116,7 @@ export const PAGE_SCRIPT = `(function () {
     apply();
   }
   if (location.hash) reveal(location.hash.slice(1));
+  // when the page became interactive, in ms from navigation start (the bench reads it)
+  document.documentElement.setAttribute('data-ready-ms', String(Math.round(performance.now())));
   document.documentElement.setAttribute('data-ready', 'true');
 })();`;
