@@ -8,7 +8,7 @@
  * The ids, devices and reasons follow what the suites write (suites/*); the numbers are drawn from a
  * seeded generator, so the same seed gives the same file byte for byte.
  */
-import { SCHEMA_VERSION, type CaseResult, type DeviceInfo, type RunResults, type Status } from '../base/results/schema.js';
+import { SCHEMA_VERSION, type CaseResult, type ConsoleFault, type DeviceInfo, type RunResults, type Status } from '../base/results/schema.js';
 import type { Expectations } from '../reports/gate.js';
 
 export const SAMPLE_PROFILES = ['none', 'intel-iommu', 'intel-iommu-sm', 'amd-iommu', 'virtio-iommu'] as const;
@@ -53,9 +53,32 @@ function migrationIds(): string[] {
 
 function kselftestIds(n: number): string[] {
   const fixtures: [string, string[], string[]][] = [
-    ['iommufd_ioas', ['no_domain', 'mock_domain', 'two_mock_domain', 'mock_domain_limit'], ['ioas_auto_destroy', 'ioas_destroy', 'alloc_hwpt_nested', 'hwpt_attach', 'ioas_area_destroy', 'ioas_area_auto_destroy', 'get_hw_info', 'area', 'unmap_fully_contained_areas', 'area_auto_iova', 'area_allowed', 'copy_area', 'iova_ranges', 'access_domain_destory', 'access_pin', 'access_pin_unmap', 'access_rw', 'access_rw_slice', 'fork_gone', 'fork_present', 'ioas_option_huge_pages', 'ioas_iova_alloc', 'ioas_align_change', 'copy_sweep']],
-    ['iommufd_dirty_tracking', ['domain_dirty8k', 'domain_dirty128k', 'domain_dirty256k', 'domain_dirty640k', 'domain_dirty128M', 'domain_dirty128M_huge', 'domain_dirty256M', 'domain_dirty256M_huge'], ['enforce_dirty', 'set_dirty_tracking', 'device_dirty_capability', 'get_dirty_bitmap', 'get_dirty_bitmap_no_clear']],
-    ['iommufd_mock_domain', ['one_domain', 'two_domains', 'one_domain_min_align', 'two_domains_min_align', 'one_domain_min_align_huge', 'two_domains_min_align_huge'], ['basic', 'ro_unshare', 'all_aligns', 'all_aligns_copy', 'user_copy', 'replace', 'alloc_hwpt', 'access_domain_destory']],
+    ['iommufd_ioas',
+      [
+        'no_domain', 'mock_domain', 'two_mock_domain', 'mock_domain_limit'
+      ], [
+        'ioas_auto_destroy', 'ioas_destroy', 'alloc_hwpt_nested', 'hwpt_attach', 'ioas_area_destroy',
+        'ioas_area_auto_destroy', 'get_hw_info', 'area', 'unmap_fully_contained_areas', 'area_auto_iova',
+        'area_allowed', 'copy_area', 'iova_ranges', 'access_domain_destory', 'access_pin',
+        'access_pin_unmap', 'access_rw', 'access_rw_slice', 'fork_gone', 'fork_present',
+        'ioas_option_huge_pages', 'ioas_iova_alloc', 'ioas_align_change', 'copy_sweep'
+      ]],
+    ['iommufd_dirty_tracking',
+      [
+        'domain_dirty8k', 'domain_dirty128k', 'domain_dirty256k', 'domain_dirty640k', 'domain_dirty128M',
+        'domain_dirty128M_huge', 'domain_dirty256M', 'domain_dirty256M_huge'
+      ], [
+        'enforce_dirty', 'set_dirty_tracking', 'device_dirty_capability', 'get_dirty_bitmap',
+        'get_dirty_bitmap_no_clear'
+      ]],
+    ['iommufd_mock_domain',
+      [
+        'one_domain', 'two_domains', 'one_domain_min_align', 'two_domains_min_align',
+        'one_domain_min_align_huge', 'two_domains_min_align_huge'
+      ], [
+        'basic', 'ro_unshare', 'all_aligns', 'all_aligns_copy', 'user_copy', 'replace', 'alloc_hwpt',
+        'access_domain_destory'
+      ]],
     ['vfio_compat_mock_domain', ['Ver1v2', 'Ver1v1'], ['simple_close', 'option_huge_pages', 'map_unmap', 'map_unmap_range', 'huge_map']],
   ];
   const ids = ['kselftest/iommu/build', 'kselftest/vfio/build'];
@@ -66,10 +89,14 @@ function kselftestIds(n: number): string[] {
 
 function dirtySpecs(): Spec[] {
   const out: Spec[] = [];
-  for (const size of ['8k', '128k', '640k', '2M', '128M']) for (const p of ['all', 'sparse', 'edges', 'every-other']) out.push({ id: `dirty/iommufd/bitmap/${size}/${p}`, suite: 'dirty', device: MOCK });
+  for (const size of ['8k', '128k', '640k', '2M', '128M']) {
+    for (const p of ['all', 'sparse', 'edges', 'every-other']) out.push({ id: `dirty/iommufd/bitmap/${size}/${p}`, suite: 'dirty', device: MOCK });
+  }
   for (const size of ['8k', '2M']) out.push({ id: `dirty/iommufd/no-clear/${size}`, suite: 'dirty', device: MOCK });
   for (const x of ['sub-range', 'user-bitmap-offset', 'coarser-page-size']) out.push({ id: `dirty/iommufd/unaligned/${x}`, suite: 'dirty', device: MOCK });
-  for (const x of ['enable-disable', 'mark-requires-enabled', 'enable-clears', 'read-while-disabled', 'hwpt-without-dirty-ops']) out.push({ id: `dirty/iommufd/tracking/${x}`, suite: 'dirty', device: MOCK });
+  for (const x of ['enable-disable', 'mark-requires-enabled', 'enable-clears', 'read-while-disabled', 'hwpt-without-dirty-ops']) {
+    out.push({ id: `dirty/iommufd/tracking/${x}`, suite: 'dirty', device: MOCK });
+  }
   out.push({ id: 'dirty/iommufd/capability/mock', suite: 'dirty', device: MOCK }, { id: 'dirty/iommufd/capability/real-device', suite: 'dirty', device: NONE });
   out.push({ id: 'dirty/iommufd/capability/mtty-is-an-access', suite: 'dirty', device: MTTY1 });
   for (const x of ['first-half', 'second-half']) out.push({ id: `dirty/iommufd/contiguous-iopte/${x}`, suite: 'dirty', device: MOCK });
@@ -79,7 +106,10 @@ function dirtySpecs(): Spec[] {
 }
 
 const PASID_IDS = ['attach', 'replace', 'detach', 'attach-twice', 'replace-unattached', 'detach-unattached', 'out-of-range', 'pasid-zero', 'iopf-capable', 'nested-parent'];
-const DMA_IDS = ['round-trip/iommufd', 'round-trip/type1', 'blocked/never-mapped', 'blocked/unmapped-after-use', 'blocked/read-only', 'hw-info', 'hwpt-dirty-capability', 'type1-dirty-pages', 'pasid/no-capability', 'binding-restored'];
+const DMA_IDS = [
+  'round-trip/iommufd', 'round-trip/type1', 'blocked/never-mapped', 'blocked/unmapped-after-use', 'blocked/read-only',
+  'hw-info', 'hwpt-dirty-capability', 'type1-dirty-pages', 'pasid/no-capability', 'binding-restored',
+];
 const QM_IDS = ['legacy-container', 'iommufd', 'return-path+switchover-ack', 'multifd', 'wrong-type-destination', 'cancel-stop-copy', 'cancel-precopy', 'round-trips-3'];
 
 function specs(): Spec[] {
@@ -124,6 +154,16 @@ function uuid(r: () => number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20)}`;
 }
 
+/** The oops mtty prints after a close in RESUMING: a call trace and registers, as the console watcher keeps it. */
+function oops(r: () => number, step: string): ConsoleFault {
+  const regs = Array.from({ length: 24 }, (_, i) => {
+    const value = Math.floor(r() * 2 ** 32).toString(16).padStart(16, '0');
+    return `RIP: 0010:mtty_set_state+0x${(0x1c4 + i).toString(16)}/0x3a0 [mtty] R${8 + (i % 8)}: ${value}`;
+  });
+  const title = 'BUG: kernel NULL pointer dereference, address: 0000000000000010';
+  return { kind: 'oops', title, step, lines: ['#PF: supervisor read access in kernel mode', ...CALL_TRACE, ...regs] };
+}
+
 interface Draw { status: Status; reason?: string; observed?: Record<string, unknown>; expected?: Record<string, unknown>; measurements?: Record<string, unknown>; oops?: boolean }
 
 /** What each case gives on each profile: the shape of the run the project sees today. */
@@ -153,21 +193,40 @@ function outcome(s: Spec, profile: string, r: () => number): Draw {
     };
   }
   if (s.suite === 'dma' && noIommu) return { status: 'skip', reason: 'profile none has no vIOMMU: DMA through an IOMMU cannot be checked' };
-  if (s.suite === 'pasid' && profile !== 'intel-iommu-sm' && s.device.driver !== 'iommufd_mock') return { status: 'skip', reason: `profile ${profile} has no PASID-capable IOMMU (intel-iommu-sm has)` };
-  if (s.id === 'pasid/iopf-capable') return { status: 'expected-unsupported', reason: 'this kernel has no VFIO_DEVICE_ATTACH_PASID for an mdev: ENOTTY, as 7.2 documents', observed: { errno: 'ENOTTY' } };
-  if (s.id === 'dma/hwpt-dirty-capability' && profile === 'virtio-iommu') return { status: 'expected-unsupported', reason: 'virtio-iommu has no dirty tracking: IOMMU_HWPT_ALLOC_DIRTY_TRACKING gives EOPNOTSUPP', observed: { errno: 'EOPNOTSUPP' } };
-  if (s.id === 'dirty/iommufd/capability/real-device' || s.id === 'dirty/dma-logging/real-report') return { status: 'skip', reason: 'no real device with DMA logging on this target (pass --device BDF on a lab host)' };
+  if (s.suite === 'pasid' && profile !== 'intel-iommu-sm' && s.device.driver !== 'iommufd_mock') {
+    return { status: 'skip', reason: `profile ${profile} has no PASID-capable IOMMU (intel-iommu-sm has)` };
+  }
+  if (s.id === 'pasid/iopf-capable') {
+    return { status: 'expected-unsupported', reason: 'this kernel has no VFIO_DEVICE_ATTACH_PASID for an mdev: ENOTTY', observed: { errno: 'ENOTTY' } };
+  }
+  if (s.id === 'dma/hwpt-dirty-capability' && profile === 'virtio-iommu') {
+    const reason = 'virtio-iommu has no dirty tracking: IOMMU_HWPT_ALLOC_DIRTY_TRACKING gives EOPNOTSUPP';
+    return { status: 'expected-unsupported', reason, observed: { errno: 'EOPNOTSUPP' } };
+  }
+  if (s.id === 'dirty/iommufd/capability/real-device' || s.id === 'dirty/dma-logging/real-report') {
+    return { status: 'skip', reason: 'no real device with DMA logging on this target (pass --device BDF on a lab host)' };
+  }
   if (s.id === 'migration/precopy/read-at-temporary-end') return { status: 'warning', reason: 'read() at the temporary end of PRE_COPY data returns 0 instead of ENOMSG' };
   if (s.suite === 'qemu-migration') {
     const total = 180 + Math.floor(r() * 400);
-    const measurements = { totalTimeMs: total, downtimeMs: 8 + Math.floor(r() * 60), setupTimeMs: 2 + Math.floor(r() * 10), deviceBytes: s.id.endsWith('multifd') ? 96 + Math.floor(r() * 64) : 96, ramBytes: 500_000 + Math.floor(r() * 4_000_000), devices: { source: uuid(r), destination: uuid(r) } };
-    if (s.id.endsWith('cancel-precopy') && profile === 'amd-iommu') return { status: 'error', reason: 'case timed out after 45000 ms (the nested QEMU did not answer QMP)', measurements };
-    return { status: 'pass', observed: { qemu: '11.1.3', status: s.id.includes('cancel') ? 'cancelled' : s.id.includes('wrong') ? 'failed' : 'completed' }, measurements };
+    const measurements = {
+      totalTimeMs: total, downtimeMs: 8 + Math.floor(r() * 60), setupTimeMs: 2 + Math.floor(r() * 10),
+      deviceBytes: s.id.endsWith('multifd') ? 96 + Math.floor(r() * 64) : 96, ramBytes: 500_000 + Math.floor(r() * 4_000_000),
+      devices: { source: uuid(r), destination: uuid(r) },
+    };
+    if (s.id.endsWith('cancel-precopy') && profile === 'amd-iommu') {
+      return { status: 'error', reason: 'case timed out after 45000 ms (the nested QEMU did not answer QMP)', measurements };
+    }
+    const ended = s.id.includes('cancel') ? 'cancelled' : s.id.includes('wrong') ? 'failed' : 'completed';
+    return { status: 'pass', observed: { qemu: '11.1.3', status: ended }, measurements };
   }
   if (s.suite === 'kselftest' && r() < 0.012) return { status: 'fail', reason: 'KTAP: not ok (see the output)' };
   if (s.suite === 'kselftest' && r() < 0.02) return { status: 'skip', reason: 'KTAP: SKIP mock domain does not support this page size' };
   if (s.suite === 'migration' && profile === 'amd-iommu' && s.id.startsWith('migration/arc/PRE_COPY_P2P->') && r() < 0.4) {
-    return { status: 'fail', reason: 'SET_STATE returned EINVAL, the uAPI says the arc succeeds', observed: { errno: 'EINVAL', stateAfter: 'PRE_COPY_P2P' }, expected: { errno: 'OK', stateAfter: s.id.split('->')[1] } };
+    return {
+      status: 'fail', reason: 'SET_STATE returned EINVAL, the uAPI says the arc succeeds',
+      observed: { errno: 'EINVAL', stateAfter: 'PRE_COPY_P2P' }, expected: { errno: 'OK', stateAfter: s.id.split('->')[1] },
+    };
   }
   if (s.suite === 'migration' && s.id.includes('->ERROR')) return { status: 'expected-unsupported', reason: 'ERROR is not a state a user may request: EINVAL', observed: { errno: 'EINVAL' } };
   return { status: 'pass', ...(s.suite === 'migration' ? { observed: { errno: 'OK', stateAfter: s.id.split('->')[1] ?? 'RUNNING' } } : {}) };
@@ -197,7 +256,10 @@ export const SAMPLE_EXPECTATIONS: Expectations = {
   schema: 1,
   known: [
     { id: 'migration/close-reopen/in-RESUMING', device: 'mtty-*', status: 'fail', reason: 'mtty keeps RESUMING across close/open and the next STOP dereferences the freed resume file (kernel bug)' },
-    { id: 'migration/close-reopen/in-*', device: 'mtty-*', status: 'fail', reason: 'mtty keeps its migration state across close/open; the uAPI expects a fresh RUNNING device (kernel bug in samples/vfio-mdev/mtty.c)' },
+    {
+      id: 'migration/close-reopen/in-*', device: 'mtty-*', status: 'fail',
+      reason: 'mtty keeps its migration state across close/open; the uAPI expects a fresh RUNNING device (kernel bug in samples/vfio-mdev/mtty.c)',
+    },
     { id: 'kselftest/vfio/build', status: 'fail', reason: 'the vfio selftests call calloc_assert(), which nothing in the tree defines' },
     { id: 'dirty/iommufd/bitmap/*', kernel: '7.2*', status: 'fail', reason: 'generic_pt record_dirty() reports a contiguous entry one item short (kernel bug, 7.2)' },
     { id: 'dirty/iommufd/contiguous-iopte/second-half', kernel: '7.2*', status: 'fail', reason: 'generic_pt record_dirty() reports a contiguous entry one item short (kernel bug, 7.2)' },
@@ -240,9 +302,7 @@ export function sampleRun(opts: SampleOptions = {}): RunResults {
         ...(d.measurements ? { measurements: d.measurements } : {}),
         ...(d.expected ? { expected: d.expected } : {}),
         durationMs: Math.round((s.suite === 'qemu-migration' ? 3000 : s.suite === 'kselftest' ? 120 : 400) * (0.5 + r() * 1.5)),
-        faults: d.oops
-          ? [{ kind: 'oops', title: 'BUG: kernel NULL pointer dereference, address: 0000000000000010', step: s.id, lines: ['#PF: supervisor read access in kernel mode', ...CALL_TRACE, ...Array.from({ length: 24 }, (_, i) => `RIP: 0010:mtty_set_state+0x${(0x1c4 + i).toString(16)}/0x3a0 [mtty] R${8 + (i % 8)}: ${Math.floor(r() * 2 ** 32).toString(16).padStart(16, '0')}`)] }]
-          : [],
+        faults: d.oops ? [oops(r, s.id)] : [],
         artifacts: { console: `${profile}/console.log`, ...(failing ? { reproducer: `repro/${profile}/${s.id.replace(/[^A-Za-z0-9_.-]+/g, '_')}` } : {}) },
         log,
       };

@@ -126,7 +126,8 @@ function grid(c: Comparison): string {
   const body = suites.map((suite) => {
     const rows = byImportance(c.rows.filter((r) => r.suite === suite));
     return `<tr class="suite-head" data-suite="${esc(suite)}"><th colspan="${c.runs.length + 2}" scope="rowgroup">${esc(suite)}</th></tr>` +
-      rows.map((r) => `<tr class="case" data-class="${r.class}" data-suite="${esc(suite)}" data-id="${esc(r.id)}"><th scope="row" class="case"><code>${esc(r.occurrence > 1 ? `${r.id} #${r.occurrence}` : r.id)}</code>` +
+      rows.map((r) => `<tr class="case" data-class="${r.class}" data-suite="${esc(suite)}" data-id="${esc(r.id)}">` +
+        `<th scope="row" class="case"><code>${esc(r.occurrence > 1 ? `${r.id} #${r.occurrence}` : r.id)}</code>` +
         `<span class="where muted">${esc(r.profile)} · ${esc(r.device)}</span></th>${cells(c, r)}` +
         `<td class="what"><span class="cls cls-${r.class}">${esc(changeText(c, r))}</span><div>${esc(what(r))}</div></td></tr>`).join('');
   }).join('');

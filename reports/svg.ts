@@ -55,7 +55,8 @@ export function stackedBars(title: string, rows: BarRow[], series: Series[], uni
     let x = lw;
     const segs = r.values.map((v, k) => {
       const sw = (v / max) * w;
-      const seg = sw > 0 ? `<rect x="${x.toFixed(1)}" y="${y + 3}" width="${sw.toFixed(1)}" height="${ROW - 6}" fill="${series[k]!.color}"><title>${esc(`${r.label}, ${series[k]!.name}: ${unit(v)}`)}</title></rect>` : '';
+      const tip = esc(`${r.label}, ${series[k]!.name}: ${unit(v)}`);
+      const seg = sw > 0 ? `<rect x="${x.toFixed(1)}" y="${y + 3}" width="${sw.toFixed(1)}" height="${ROW - 6}" fill="${series[k]!.color}"><title>${tip}</title></rect>` : '';
       x += sw;
       return seg;
     });

@@ -38,7 +38,8 @@ export function resultDetails(r: CaseResult, n: number, v: ReportVerdict | undef
   const parts: string[] = [];
   parts.push(`<div class="reason"><strong>Reason:</strong> ${r.reason === undefined ? '<span class="muted">(no reason given)</span>' : esc(r.reason)}</div>`);
   if (why !== undefined) parts.push(`<div class="known"><strong>Known failure:</strong> ${esc(why)}</div>`);
-  parts.push(`<p class="muted">suite ${esc(r.suite)} · profile ${esc(r.profile)} · device ${esc(r.device.id)} (${esc(r.device.driver)}, ${esc(r.device.class)}) · ${esc(duration(r.durationMs))}</p>`);
+  const device = `${r.device.id} (${r.device.driver}, ${r.device.class})`;
+  parts.push(`<p class="muted">suite ${esc(r.suite)} · profile ${esc(r.profile)} · device ${esc(device)} · ${esc(duration(r.durationMs))}</p>`);
   parts.push(kvTable(r.observed, r.expected), measurementsTable(r.measurements));
   r.faults.forEach((f, i) => {
     const head = f.lines.slice(0, FAULT_HEAD).join('\n');
