@@ -104,7 +104,8 @@ function cells(c: Comparison, r: CompareRow): string {
     const reason = r.reasons[i];
     const title = [reason, changed ? `${c.runs[i - 1]!.tag} → ${c.runs[i]!.tag}: ${CHANGE_WORD[changed]}` : ''].filter(Boolean).join('\n');
     const cat = s === null ? 'none' : s === 'fail' || s === 'error' ? 'fail' : s === 'expected-unsupported' ? 'unsupported' : s;
-    const mark = changed ? `<small class="cls cls-${changed}">${esc(CHANGE_WORD[changed])}</small>` : '';
+    const errno = changed === 'observed-change' && t!.observedChanges.some((d) => /errno$/i.test(d.key));
+    const mark = changed ? `<small class="cls cls-${changed}">${esc(errno ? 'errno changed' : CHANGE_WORD[changed])}</small>` : '';
     return `<td class="cell c-${cat}${changed ? ` ch cls-${changed}` : ''}"${changed ? ` data-change="${changed}"` : ''}${title ? ` title="${esc(title)}"` : ''}>` +
       `${s === null ? '—' : esc(statusLabel(s))}${mark}</td>`;
   }).join('');
