@@ -10,6 +10,7 @@ import { AgentClient } from '../harness/agent/client.js';
 import { PROFILES, getProfile } from '../harness/qemu/profiles.js';
 import { qemuArgs } from '../harness/qemu/cmdline.js';
 import { PROBE_MARKER, qemuVersion } from '../harness/qemu/accel.js';
+import { openQemu } from '../harness/qemu/binary.js';
 import { ARCHES } from '../harness/arch.js';
 import { repoPath } from '../base/paths.js';
 import { runProfile } from '../runner/run-cases.js';
@@ -39,9 +40,10 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function rawFloor(kernel: string, initrd: string, profile = getProfile('none')): Promise<number> {
   const arch = ARCHES[profile.arch];
-  const args = qemuArgs({ arch, profile, accel: 'tcg', kernel, initrd, append: ['vfioc_probe=1'] });
+  const qemu = await openQemu({ origin: 'system', binary: arch.qemuBinary, arch, profiles: [profile] });
+  const args = qemuArgs({ arch, profile, qemu, accel: 'tcg', kernel, initrd, append: ['vfioc_probe=1'] });
   const t0 = performance.now();
-  const r = await execa(arch.qemuBinary, args, { reject: false, timeout: 60_000, stdin: 'ignore' });
+  const r = await execa(qemu.path, args, { reject: false, timeout: 60_000, stdin: 'ignore' });
   if (!String(r.stdout).includes(PROBE_MARKER)) throw new Error('raw floor boot did not reach the probe line');
   return (performance.now() - t0) / 1000;
 }

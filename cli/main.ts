@@ -6,6 +6,7 @@ import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
+import { qemuCommand } from './qemu.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -14,6 +15,8 @@ Usage:
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
   vfio-conformance kernel build [--kernel SPEC] [--json]
         Build (or find in the cache) the kernel under test.
+  vfio-conformance qemu build [--qemu SPEC] [--json]
+        Build (or find in the cache) the QEMU under test, with our patch series.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
   vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
@@ -34,6 +37,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   compare: compareCommand,
   replay: replayCommand,
   kernel: kernelCommand,
+  qemu: qemuCommand,
   boot: bootCommand,
   profiles: profilesCommand,
 };

@@ -12,6 +12,7 @@ import { HarnessError } from '../base/errors.js';
 import { onShutdown } from '../base/shutdown.js';
 import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
+import { qemuInfo } from '../harness/qemu/binary.js';
 import { ResultsWriter } from '../base/results/file.js';
 import { writeRunReports } from '../reports/write.js';
 import { finishRun } from './finish.js';
@@ -120,7 +121,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     startedAt: started.toISOString(),
     complete: false,
     host: { hostname: hostname(), arch: hostArch(), cpus: cpus().length },
-    qemu: { version: accel.qemu, binary: arch.qemuBinary },
+    qemu: qemuInfo(accel.qemu),
     accel: accel.accel,
     accelReason: accel.reason,
     kernel: { release: p.kernel.release, sourceId: p.kernel.sourceId, configHash: p.kernel.configHash, arch: arch.name },

@@ -61,7 +61,13 @@ export interface RunInfo {
   /** false while the run is still going or if it died half-way */
   complete: boolean;
   host: { hostname: string; arch: string; cpus: number };
-  qemu?: { version: string; binary: string };
+  /**
+   * The QEMU the guests ran on: where it came from (the host's, ours built from images/qemu, a path),
+   * and for ours its source and patch series, so an emulated capability is never taken for hardware.
+   */
+  qemu?: { version: string; binary: string; origin?: 'system' | 'built' | 'path'; sourceId?: string; series?: { hash: string; patches: string[] } };
+  /** profiles that ran on another QEMU than `qemu` (a profile that needs our patched QEMU), by profile */
+  profileQemu?: Record<string, { version: string; binary: string; origin?: 'system' | 'built' | 'path'; sourceId?: string; series?: { hash: string; patches: string[] } }>;
   accel?: 'kvm' | 'tcg';
   kernel?: { release: string; sourceId: string; configHash: string; arch: string };
   profiles: string[];
