@@ -4,7 +4,7 @@
  * interactive in Debian's Chromium from file:// (navigation start to the moment the page script
  * has wired the filters, which it records in data-ready-ms), median of several loads.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,7 +16,15 @@ import { SAMPLE_EXPECTATIONS, sampleRun } from './sample-run.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
-export interface ReportFigure { results: number; bytes: number; megabytes: number; interactiveMs: number; loads: number; renderMs: number }
+export interface ReportFigure {
+  results: number;
+  bytes: number;
+  megabytes: number;
+  /** null when Debian's Chromium is not installed */
+  interactiveMs: number | null;
+  loads: number;
+  renderMs: number;
+}
 
 export async function reportFigure(loads = 5): Promise<ReportFigure> {
   const res = sampleRun();
@@ -26,6 +34,8 @@ export async function reportFigure(loads = 5): Promise<ReportFigure> {
     const file = writeHtml(dir, res, verdictOf(gate(res, { expectations: SAMPLE_EXPECTATIONS })));
     const renderMs = Math.round(performance.now() - t0);
     const bytes = statSync(file).size;
+    const megabytes = Math.round((bytes / 1e6) * 100) / 100;
+    if (!existsSync(CHROMIUM)) return { results: res.results.length, bytes, megabytes, interactiveMs: null, loads: 0, renderMs };
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless=new', '--no-sandbox', '--disable-gpu'] });
     const times: number[] = [];
     try {
@@ -40,7 +50,7 @@ export async function reportFigure(loads = 5): Promise<ReportFigure> {
       await browser.close();
     }
     times.sort((a, b) => a - b);
-    return { results: res.results.length, bytes, megabytes: Math.round((bytes / 1e6) * 100) / 100, interactiveMs: times[times.length >> 1]!, loads, renderMs };
+    return { results: res.results.length, bytes, megabytes, interactiveMs: times[times.length >> 1]!, loads, renderMs };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
