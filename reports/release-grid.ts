@@ -6,7 +6,6 @@
  * runs; beside each changed row, what changed; for cases with measurements, their spread across
  * runs (never counted as a change) and a picture of them.
  */
-import { STATUSES } from '../base/results/schema.js';
 import {
   CHANGE_CLASSES, byImportance, changeText, changedKeys, keyAcross, measurementSpread,
   type ChangeClass, type Comparison, type CompareRow,
@@ -177,7 +176,6 @@ export function renderCompareHtml(c: Comparison): string {
     `${runsLine(c)}<h2>Changes per pair of runs</h2>${pairsTable(c)}</section>\n` +
     `<section id="results"><h2>Cases</h2>${filters()}${grid(c)}</section>\n` +
     measurementPictures(c) +
-    `<p class="muted">Statuses per run: ${esc(STATUSES.map(statusLabel).join(', '))}.</p>` +
     `<script type="application/json" id="vfio-comparison">${jsonForScript(c)}</script>\n` +
     `<script>${GRID_SCRIPT}</script>\n</body></html>\n`
   );
