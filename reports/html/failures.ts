@@ -58,14 +58,17 @@ export function resultDetails(r: CaseResult, n: number, v: ReportVerdict | undef
 
 interface Indexed { r: CaseResult; n: number }
 
-function group(title: string, items: Indexed[], v: ReportVerdict | undefined, key: (x: Indexed) => string): string {
+/** Regressions past this many are grouped by suite (each group open), so one broken suite does not bury the rest. */
+const GROUP_REGRESSIONS = 20;
+
+function group(title: string, items: Indexed[], v: ReportVerdict | undefined, key: (x: Indexed) => string, open = false): string {
   const groups = new Map<string, Indexed[]>();
   for (const x of items) {
     const k = key(x);
     groups.set(k, [...(groups.get(k) ?? []), x]);
   }
   return [...groups].sort((a, b) => b[1].length - a[1].length)
-    .map(([k, xs]) => `<details class="group" data-group="${esc(title)}"><summary>${esc(clip(k, 220))} <span class="muted">(${plural(xs.length, 'result')})</span></summary>` +
+    .map(([k, xs]) => `<details class="group" data-group="${esc(title)}"${open ? ' open' : ''}><summary>${esc(clip(k, 220))} <span class="muted">(${plural(xs.length, 'result')})</span></summary>` +
       `<div class="members">${xs.map((x) => resultDetails(x.r, x.n, v)).join('')}</div></details>`).join('');
 }
 
@@ -82,7 +85,9 @@ export function failuresSection(res: RunResults, v: ReportVerdict | undefined): 
   if (fail.length + known.length + warn.length === 0) out.push('<p class="muted">No failures and no warnings.</p>');
   if (fail.length > 0) {
     out.push(`<h3 id="regressions">${v ? 'Regressions' : 'Failures'} (${fail.length})</h3>`);
-    out.push(fail.map((x) => resultDetails(x.r, x.n, v)).join(''));
+    out.push(fail.length > GROUP_REGRESSIONS
+      ? group('regressions', fail, v, (x) => x.r.suite, true)
+      : fail.map((x) => resultDetails(x.r, x.n, v)).join(''));
   }
   if (known.length > 0) {
     out.push(`<h3 id="known">Known failures (${known.length}), by reason</h3>`);
