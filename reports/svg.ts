@@ -80,7 +80,9 @@ export function dotStrip(title: string, rows: DotRow[], series: Series[], unit: 
     const y = TOP + i * ROW + ROW / 2;
     const dots = r.points.map((p) => {
       const s = series[p.series]!;
-      return `<circle cx="${(lw + (p.value / max) * w).toFixed(1)}" cy="${y}" r="4.5" fill="${s.color}" fill-opacity="0.85"><title>${esc(`${r.label}, ${s.name}: ${unit(p.value)}`)}</title></circle>`;
+      // each series a little above or below the line, so equal values stay visible side by side
+      const dy = (p.series - (series.length - 1) / 2) * (series.length > 1 ? Math.min(2.5, 10 / (series.length - 1)) : 0);
+      return `<circle cx="${(lw + (p.value / max) * w).toFixed(1)}" cy="${(y + dy).toFixed(1)}" r="4" fill="${s.color}" fill-opacity="0.85"><title>${esc(`${r.label}, ${s.name}: ${unit(p.value)}`)}</title></circle>`;
     });
     return `<text x="${lw - 6}" y="${y + 4}" text-anchor="end">${esc(r.label)}</text><line class="grid" x1="${lw}" x2="${lw + w}" y1="${y}" y2="${y}"/>${dots.join('')}`;
   });

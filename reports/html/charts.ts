@@ -5,10 +5,12 @@
  */
 import type { CaseResult, RunResults } from '../../base/results/schema.js';
 import { dotStrip, seriesOf, stackedBars, type DotRow } from '../svg.js';
-import { bytes, esc } from './text.js';
+import { esc } from './text.js';
 
 const seconds = (v: number): string => `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} s`;
 const millis = (v: number): string => `${v.toFixed(0)} ms`;
+/** Decimal units, so the round ticks of the axis (1000, 2000, ...) read as round numbers. */
+const bytes = (v: number): string => (v < 1e3 ? `${v.toFixed(0)} B` : v < 1e6 ? `${+(v / 1e3).toFixed(1)} kB` : `${+(v / 1e6).toFixed(1)} MB`);
 
 /** Profiles in the run's order, then any the results name that it did not announce. */
 export function profilesOf(res: RunResults): string[] {
@@ -71,7 +73,7 @@ function realClient(res: RunResults, profiles: string[]): string[] {
   if (down.length === 0 && dev.length === 0) return [];
   return [
     figure('Real-client migration: downtime per case (QEMU\'s figure)', dotStrip('migration downtime per case and profile', down, series, millis), 'pic-downtime'),
-    figure('Real-client migration: device bytes per case', dotStrip('device bytes per case and profile', dev, series, (v) => bytes(v)), 'pic-bytes'),
+    figure('Real-client migration: device bytes per case', dotStrip('device bytes per case and profile', dev, series, bytes), 'pic-bytes'),
   ];
 }
 
