@@ -266,7 +266,7 @@ async function runCase(
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
   const result: CaseResult = {
     id: c.id, suite, profile: f.profile, device: c.device, status: outcome.status, reason: outcome.reason,
-    observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
+    observed: outcome.observed, measurements: outcome.measurements, expected: outcome.expected, durationMs: Date.now() - started,
     faults, artifacts, log,
   };
   if (outcome.blockedBy !== undefined && result.status === 'blocked') result.blockedBy = outcome.blockedBy;

@@ -7,6 +7,8 @@ export interface CaseOutcome {
   status: Status;
   reason?: string;
   observed?: Record<string, unknown>;
+  /** timings, byte counts, generated ids: kept apart from observed so they never count as a change */
+  measurements?: Record<string, unknown>;
   expected?: Record<string, unknown>;
   /** status blocked: the id of the case that tests the precondition that did not hold */
   blockedBy?: string;

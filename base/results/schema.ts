@@ -55,6 +55,11 @@ export const CaseResultShape = object({
   reason: optional(str()),
   /** what was observed (errno names, sizes, states) — compared across runs */
   observed: optional(recordOf(unknownValue())),
+  /**
+   * figures that vary between runs of the same behaviour (timings, byte counts, generated UUIDs):
+   * shown and plotted with their spread, never compared as a change
+   */
+  measurements: optional(recordOf(unknownValue())),
   /** what the contract expected, for failure messages */
   expected: optional(recordOf(unknownValue())),
   /** status blocked: the id of the case (same profile and device) that tests the precondition that failed */
