@@ -6,12 +6,24 @@ import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
+import { listCommand } from './list.js';
+import { planCommand } from './plan.js';
+import { mergeCommand } from './merge.js';
+import { exportCommand } from './export.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
 Usage:
   vfio-conformance run [--suite S ...] [--profile P ...] [--kernel SPEC] [--out DIR]
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
+  vfio-conformance list [--suite S ...] [--case GLOB ...] [--json]
+        Print the case ids (static, or derived from the default device) for run --case/--exclude.
+  vfio-conformance plan [--suite S ...] [--profile P ...] [--shards N] [--timings RUN] [--json]
+        The run's cells (profile x suite) with case counts and costs; with --shards, the split for CI.
+  vfio-conformance merge RUN... [--out DIR] [--baseline RUN] [--expectations F]
+        One results.json, junit.xml and index.html from the shards of a plan; gates as run does.
+  vfio-conformance export --kcidb RUN --origin NAME [--git-url URL] [--commit SHA] [--out FILE]
+        A KCIDB I/O v5 document (checkout, build, tests) of a run or a shard, for KernelCI.
   vfio-conformance kernel build [--kernel SPEC] [--json]
         Build (or find in the cache) the kernel under test.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
@@ -36,6 +48,10 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   kernel: kernelCommand,
   boot: bootCommand,
   profiles: profilesCommand,
+  list: listCommand,
+  plan: planCommand,
+  merge: mergeCommand,
+  export: exportCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

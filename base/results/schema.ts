@@ -64,7 +64,24 @@ export interface RunInfo {
   target: { kind: 'qemu' | 'ssh'; address?: string };
   /** harness errors that ended the run or a profile early */
   errors: { profile?: string; message: string; log?: string }[];
+  /** a subset of the matrix: `run --case/--exclude`, one shard of a plan, or shards merged (never gated as the whole matrix) */
+  selection?: { include: string[]; exclude: string[] };
+  shard?: ShardInfo;
+  merged?: { shards: number; planHash: string; from: string[]; missing: number[] };
   [extra: string]: unknown;
+}
+
+/** One shard of a plan (`run --shard I/N`): which cells it ran, and every shard's, for merge. */
+export interface ShardInfo {
+  index: number;
+  total: number;
+  planHash: string;
+  /** `profile/suite` cells this shard ran */
+  cells: string[];
+  /** every shard's cells, index 1 first: merge names a missing shard's cells from it */
+  assignment: string[][];
+  /** every cell of the plan, in plan order: the merged results keep it */
+  plan: string[];
 }
 
 export interface RunResults {
