@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { HarnessError } from '../base/errors.js';
-import type { RunResults } from '../base/results/schema.js';
+import type { RunResults, ShardInfo } from '../base/results/schema.js';
 import type { Suite } from '../suites/types.js';
 import { listSuites, selectListed, selects, type Selection } from './select.js';
 
@@ -156,6 +156,15 @@ export function planHash(plan: Pick<Plan, 'version' | 'arch' | 'selection' | 'ce
     cells: plan.cells.map((c) => c.key), shards: assignment.map((s) => s.cells),
   });
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+/** What a shard's results.json records of its plan: merge needs every shard's cells to name a missing one's. */
+export function shardInfo(plan: Plan, index: number): ShardInfo {
+  const sh = plan.shards;
+  if (!sh) throw new HarnessError('a shard needs a plan with --shards');
+  const own = sh.assignment[index - 1];
+  if (!own) throw new HarnessError(`shard ${index} is not in a plan of ${sh.total}`);
+  return { index, total: sh.total, planHash: sh.hash, cells: own.cells, assignment: sh.assignment.map((s) => s.cells), plan: plan.cells.map((c) => c.key) };
 }
 
 /** `I/N`, 1-based as $CI_NODE_INDEX/$CI_NODE_TOTAL. */
