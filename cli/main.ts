@@ -1,15 +1,5 @@
 #!/usr/bin/env node
 import { HarnessError } from '../base/errors.js';
-import { kernelCommand } from './kernel.js';
-import { bootCommand } from './boot.js';
-import { profilesCommand } from './profiles.js';
-import { runCommand } from './run.js';
-import { compareCommand } from './compare.js';
-import { replayCommand } from './replay.js';
-import { listCommand } from './list.js';
-import { planCommand } from './plan.js';
-import { mergeCommand } from './merge.js';
-import { exportCommand } from './export.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -41,17 +31,20 @@ debian:X.Y (e.g. debian:6.12 from this machine's own suite), or PATH to a kernel
 Each command takes --help. Exit codes: 0 success, 1 test failures or regressions, 2 harness error.
 Cache: ~/.cache/vfio-conformance (set VFIO_CONFORMANCE_CACHE to move it).`;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
-  run: runCommand,
-  compare: compareCommand,
-  replay: replayCommand,
-  kernel: kernelCommand,
-  boot: bootCommand,
-  profiles: profilesCommand,
-  list: listCommand,
-  plan: planCommand,
-  merge: mergeCommand,
-  export: exportCommand,
+type Command = (argv: string[]) => Promise<number>;
+
+/** Loaded on demand: `merge` or `list` should not pay for loading the whole harness. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./run.js')).runCommand,
+  compare: async () => (await import('./compare.js')).compareCommand,
+  replay: async () => (await import('./replay.js')).replayCommand,
+  kernel: async () => (await import('./kernel.js')).kernelCommand,
+  boot: async () => (await import('./boot.js')).bootCommand,
+  profiles: async () => (await import('./profiles.js')).profilesCommand,
+  list: async () => (await import('./list.js')).listCommand,
+  plan: async () => (await import('./plan.js')).planCommand,
+  merge: async () => (await import('./merge.js')).mergeCommand,
+  export: async () => (await import('./export.js')).exportCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -64,12 +57,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('vfio-conformance 0.1.0\n');
     return 0;
   }
-  const fn = COMMANDS[cmd];
-  if (!fn) {
+  const load = COMMANDS[cmd];
+  if (!load) {
     process.stderr.write(`vfio-conformance: unknown command '${cmd}' (commands: ${Object.keys(COMMANDS).join(', ')}; see --help)\n`);
     return 2;
   }
-  return fn(rest);
+  return (await load())(rest);
 }
 
 main(process.argv.slice(2)).then(
