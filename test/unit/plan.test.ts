@@ -110,3 +110,15 @@ t.test('plan and shard selection of a default-sized run: within 1 s', async (t) 
   t.ok(ms < 1000, `plan with timings and 8 shards took ${ms.toFixed(1)} ms`);
   t.comment(`plan + 8 shards from ${timings.results.length} timed results: ${ms.toFixed(1)} ms`);
 });
+
+t.test('a subset or a shard never gates as the complete matrix', async (t) => {
+  const { gate } = await import('../../reports/gate.js');
+  const { shardsOf } = await import('../helpers/matrix.js');
+  const full = defaultSizedRun();
+  t.equal(gate(full).subset, undefined, 'the whole matrix');
+  const sub = { ...full, run: { ...full.run, selection: { include: ['dma/*'], exclude: [] } } };
+  t.match(gate(sub).subset, /a subset of the matrix \(--case dma\/\*\)/);
+  t.match(gate(sub).summary, /\(a subset, not the complete matrix\)$/);
+  const shard = shardsOf(full, buildPlan(input({ shards: 2 })))[1]!;
+  t.match(gate(shard).subset, /^shard 2\/2 of plan [0-9a-f]{16}: only its cells/);
+});
