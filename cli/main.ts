@@ -6,6 +6,8 @@ const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live mi
 Usage:
   vfio-conformance run [--suite S ...] [--profile P ...] [--kernel SPEC] [--out DIR]
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
+  vfio-conformance prepare --out DIR [--kernel SPEC] [--arch A] [--rootfs]
+        Build once: a bundle (kernel, initramfs, config, manifest) that 'run --prepared DIR' boots from.
   vfio-conformance list [--suite S ...] [--case GLOB ...] [--json]
         Print the case ids (static, or derived from the default device) for run --case/--exclude.
   vfio-conformance plan [--suite S ...] [--profile P ...] [--shards N] [--timings RUN] [--json]
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   plan: async () => (await import('./plan.js')).planCommand,
   merge: async () => (await import('./merge.js')).mergeCommand,
   export: async () => (await import('./export.js')).exportCommand,
+  prepare: async () => (await import('./prepare.js')).prepareCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
