@@ -4,7 +4,8 @@ import { HarnessError } from '../base/errors.js';
 import { readResults } from '../base/results/file.js';
 import { resolveMatrix, type Matrix } from '../runner/matrix.js';
 import { checkSelection, listSuites, parseSelection, type Selection } from '../runner/select.js';
-import { buildPlan, parsePlanFile, type Plan } from '../runner/plan.js';
+import { buildPlan, parsePlanFile, parseShard, type Plan } from '../runner/plan.js';
+import type { ScopeOptions } from '../runner/scope.js';
 import { SUITES } from '../suites/registry.js';
 import { resultsPathOf } from './compare.js';
 
@@ -103,4 +104,40 @@ export function formatPlan(plan: Plan): string {
     out.push(`plan ${plan.shards.hash}: longest shard ${sec(Math.max(...loads))}, shortest ${sec(Math.min(...loads))} (boots counted)`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/** The options `run` takes for subsets, shards, bundles and parallel guests (parseArgs shapes). */
+export const SCALE_OPTIONS = {
+  case: { type: 'string', multiple: true }, exclude: { type: 'string', multiple: true },
+  shard: { type: 'string' }, plan: { type: 'string' }, timings: { type: 'string' },
+  prepared: { type: 'string' }, jobs: { type: 'string' },
+} as const;
+
+export const SCALE_HELP = `Subsets, shards, bundles (see 'vfio-conformance list', 'plan', 'prepare', 'merge'):
+  --case GLOB        run only case ids matching (repeatable; '*' matches any characters, '/' too);
+                     results.json records the selection and the gate calls it a subset
+  --exclude GLOB     leave out ids matching (repeatable)
+  --shard I/N        run only shard I of N of the plan (1-based: --shard $CI_NODE_INDEX/$CI_NODE_TOTAL)
+  --plan HASH|FILE   refuse to run unless the plan is this one (its hash, or 'plan --json' output)
+  --timings RUN      a previous run whose durations balance the shards (give every shard the same)
+  --prepared DIR     boot from a bundle written by 'prepare --out DIR': build nothing
+  --jobs N           up to N guests at once (default: what the host's cores and memory allow)`;
+
+export interface ScaleValues {
+  case?: string[];
+  exclude?: string[];
+  shard?: string;
+  plan?: string;
+  timings?: string;
+}
+
+/** --case/--exclude/--shard/--plan/--timings as the runner's scope options; bad input fails here, before any build. */
+export function scopeOptions(v: ScaleValues): ScopeOptions {
+  if (v.plan && !v.shard) throw new HarnessError('--plan names the plan of a shard: give --shard I/N too');
+  return {
+    selection: parseSelection(v.case, v.exclude),
+    ...(v.shard ? { shard: parseShard(v.shard) } : {}),
+    ...(v.plan ? { named: namedPlan(v.plan) } : {}),
+    ...(v.timings ? { timings: readResults(resultsPathOf(v.timings)) } : {}),
+  };
 }
