@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { HarnessError } from '../base/errors.js';
+import { toolInfo } from '../runner/run-info.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
 
@@ -57,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (cmd === '--version') {
-    process.stdout.write('vfio-conformance 0.1.0\n');
+    const tool = toolInfo();
+    process.stdout.write(`${tool.name} ${tool.version}\n`);
     return 0;
   }
   const load = COMMANDS[cmd];
