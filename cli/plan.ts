@@ -121,7 +121,8 @@ export const SCALE_HELP = `Subsets, shards, bundles (see 'vfio-conformance list'
   --plan HASH|FILE   refuse to run unless the plan is this one (its hash, or 'plan --json' output)
   --timings RUN      a previous run whose durations balance the shards (give every shard the same)
   --prepared DIR     boot from a bundle written by 'prepare --out DIR': build nothing
-  --jobs N           up to N guests at once (default: what the host's cores and memory allow)`;
+  --jobs N|auto      up to N guests (profiles) at once; auto: what the host's cores and memory
+                     allow (default 1: the guests of a run one after the other)`;
 
 export interface ScaleValues {
   case?: string[];

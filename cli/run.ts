@@ -12,6 +12,16 @@ import { SUITES, getSuite } from '../suites/registry.js';
 import { runSuites, type RunListener, type RunOptions } from '../runner/run.js';
 import { labDryRun } from '../runner/run-lab.js';
 import { GUEST_FLAGS, guestOptions } from './guest-flags.js';
+import { SCALE_HELP, SCALE_OPTIONS, scopeOptions } from './plan.js';
+import { defaultJobs, parseJobs } from '../runner/pool.js';
+import { cpus, freemem } from 'node:os';
+
+/** --jobs N, or 'auto' for what the host's cores and memory allow; 1 when not given. */
+function jobsOption(v: string | undefined): number {
+  if (v === undefined) return 1;
+  if (v !== 'auto') return parseJobs(v);
+  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 }).jobs;
+}
 
 const HELP = `vfio-conformance run [options]
   Build the kernel under test (cached), boot it behind each profile's emulated IOMMU and run the
@@ -32,6 +42,8 @@ Options:
   --baseline RUN     a previous run directory: failures that fail the same way there are not regressions
   --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
                      this project knows of); --no-expectations to count every failure
+
+${SCALE_HELP}
 
 Lab host (instead of booting a guest):
   --target ssh://USER@HOST[:PORT]   run the suites on this machine over SSH (root)
@@ -56,6 +68,7 @@ const RUN_FLAGS = {
   target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
   'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
   qemu: { type: 'string' },
+  ...SCALE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -80,6 +93,9 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     out: v.out,
     profiles: v.profile,
     arch: v.arch,
+    scope: scopeOptions(v),
+    ...(v.prepared ? { prepared: v.prepared } : {}),
+    jobs: jobsOption(v.jobs),
     lab: v.target ? {
       address: v.target, devices: v.device ?? [], identity: v.identity, knownHosts: v['known-hosts'],
       acceptNewHostKey: v['accept-new-host-key'] ?? false, clientQemu: v.qemu,

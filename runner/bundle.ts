@@ -23,7 +23,7 @@ import { sha256, sha256File } from '../base/hash.js';
 import { writeFileAtomicSync } from '../base/results/file.js';
 import { getArch, type Arch } from '../harness/arch.js';
 import type { Prepared } from './prepare.js';
-import type { Rootfs } from '../images/rootfs/build.js';
+import { NESTED_MEM_MIB, rootfsQemuArgs, type Rootfs, type RootfsMachine } from '../images/rootfs/build.js';
 
 export const BUNDLE_VERSION = 1;
 export const MANIFEST = 'manifest.json';
@@ -137,4 +137,15 @@ export async function readBundle(dir: string, arch?: Arch): Promise<Bundle> {
     selftests: { binaries: m.selftests.binaries.map((name) => ({ name, path: '' })), errors: m.selftests.errors.map((e) => ({ ...e, log: '(in the bundle\'s build job)' })), manifest: '', cached: true },
   };
   return { dir, manifest: m, prepared, ...(rootfs ? { rootfs } : {}) };
+}
+
+/**
+ * The rootfs a run from a bundle gives the suites that want one: the bundle's own, never a build.
+ * A bundle without it cannot run such a suite: say so before anything boots.
+ */
+export function bundleRootfs(b: Bundle): () => Promise<RootfsMachine> {
+  return async () => {
+    if (!b.rootfs) throw new HarnessError(`--prepared ${b.dir}: the bundle has no rootfs for the qemu-migration suite (prepare it with --rootfs, or leave the suite out)`);
+    return { qemuArgs: rootfsQemuArgs(b.rootfs.dir), memMiB: NESTED_MEM_MIB, smp: 2, rootfs: b.rootfs };
+  };
 }

@@ -5,6 +5,7 @@ import type { Accel } from '../harness/qemu/cmdline.js';
 import { HarnessError } from '../base/errors.js';
 import { prepare, decideAccel, type Prepared } from './prepare.js';
 import type { GuestOptions } from './run-options.js';
+import { readBundle, type Bundle } from './bundle.js';
 
 /** Everything the guests of a run (or a boot, or a replay) are started from. */
 export interface GuestSetup {
@@ -13,14 +14,19 @@ export interface GuestSetup {
   accel: { accel: Accel; reason: string; qemu: string };
   /** the kernel as a reproducer bundle names it again: debian:X.Y, or the tree's absolute path */
   kernelSpec: string;
+  /** the prepared bundle the guests boot from (--prepared) */
+  bundle?: Bundle;
 }
 
 /** Build or take from the cache what the guests need, and decide the accelerator on the first profile. */
 export async function setUpGuests(o: GuestOptions, profiles: Profile[]): Promise<GuestSetup> {
   const arch = getArch(profiles[0]!.arch);
-  const prepared = await prepare({ kernel: o.kernel, arch, modules: o.modules });
+  if (o.prepared && o.modules?.length) throw new HarnessError('--module with --prepared: the bundle\'s image is already made; give the modules to prepare');
+  const bundle = o.prepared ? await readBundle(o.prepared, arch) : undefined;
+  const prepared = bundle?.prepared ?? await prepare({ kernel: o.kernel, arch, modules: o.modules });
   const accel = await decideAccel(o.accel, prepared, profiles[0]!);
-  return { arch, prepared, accel, kernelSpec: o.kernel.startsWith('debian:') ? o.kernel : resolve(o.kernel) };
+  const kernelSpec = bundle?.manifest.kernelSpec ?? (o.kernel.startsWith('debian:') ? o.kernel : resolve(o.kernel));
+  return { arch, prepared, accel, kernelSpec, ...(bundle ? { bundle } : {}) };
 }
 
 /**

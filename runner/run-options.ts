@@ -1,5 +1,6 @@
 import type { AccelMode } from '../harness/qemu/accel.js';
 import type { Suite } from '../suites/types.js';
+import type { ScopeOptions } from './scope.js';
 
 /**
  * What it takes to boot guests of the kernel under test: shared by `run`, `boot` and `replay`.
@@ -13,6 +14,8 @@ export interface GuestOptions {
   modules?: string[];
   /** how long a guest may take to answer SSH */
   bootTimeoutMs: number;
+  /** a bundle written by `prepare --out DIR`: boot from it and build nothing */
+  prepared?: string;
 }
 
 /** A lab host reached over SSH instead of booted guests (`run --target`). */
@@ -38,4 +41,8 @@ export interface RunOptions extends GuestOptions {
   arch?: string;
   /** run on this machine instead of booting guests; `kernel` then names the agent's uapi headers */
   lab?: LabTargetOptions;
+  /** a subset (--case/--exclude) or one shard of the plan (--shard I/N) */
+  scope?: ScopeOptions;
+  /** profiles run at once (--jobs; default 1) */
+  jobs?: number;
 }
