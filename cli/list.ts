@@ -53,11 +53,12 @@ export async function listCommand(argv: string[]): Promise<number> {
     const mark = r.pattern ? 'pattern' : r.known === 'derived' ? 'derived' : '';
     process.stdout.write(`${mark ? `${name.padEnd(width)}  ${mark}` : name}\n`);
   }
-  const notes = new Map<string, number>();
-  for (const r of listed) if (r.from) notes.set(`${r.pattern ? 'pattern' : 'derived'} (${r.suite}): ${r.from}`, (notes.get(`${r.pattern ? 'pattern' : 'derived'} (${r.suite}): ${r.from}`) ?? 0) + 1);
-  const counts = { static: listed.filter((r) => r.known === 'static').length, derived: listed.filter((r) => r.known === 'derived' && !r.pattern).length, pattern: listed.filter((r) => r.pattern).length };
-  process.stderr.write(`${counts.static} static, ${counts.derived} derived${counts.pattern ? `, ${counts.pattern} pattern${counts.pattern > 1 ? 's' : ''} (ids known once set up)` : ''}\n`);
-  for (const [n] of notes) process.stderr.write(`  ${n}\n`);
+  const notes = new Set(listed.filter((r) => r.from).map((r) => `${r.pattern ? 'pattern' : 'derived'} (${r.suite}): ${r.from}`));
+  const count = (f: (r: ListedCase) => boolean) => listed.filter(f).length;
+  const patterns = count((r) => !!r.pattern);
+  const tail = patterns ? `, ${patterns} pattern${patterns > 1 ? 's' : ''} (ids known once set up)` : '';
+  process.stderr.write(`${count((r) => r.known === 'static')} static, ${count((r) => r.known === 'derived' && !r.pattern)} derived${tail}\n`);
+  for (const n of notes) process.stderr.write(`  ${n}\n`);
   return 0;
 }
 

@@ -50,6 +50,7 @@ export async function mergeCommand(argv: string[]): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   writeFileAtomicSync(join(outDir, RESULTS_FILE), `${JSON.stringify(merged, null, 2)}\n`);
   const m = merged.run.merged!;
-  process.stderr.write(`merge: ${shards.length} of ${m.shards} shards of plan ${m.planHash}, ${merged.results.length} results${m.missing.length ? `; missing shard${m.missing.length > 1 ? 's' : ''} ${m.missing.join(', ')}` : ''} (${Date.now() - t0} ms)\n`);
+  const missing = m.missing.length ? `; missing shard${m.missing.length > 1 ? 's' : ''} ${m.missing.join(', ')}` : '';
+  process.stderr.write(`merge: ${shards.length} of ${m.shards} shards of plan ${m.planHash}, ${merged.results.length} results${missing} (${Date.now() - t0} ms)\n`);
   return reportRun(merged, outDir, { baseline, expectations });
 }

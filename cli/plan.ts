@@ -96,10 +96,14 @@ export function formatPlan(plan: Plan): string {
   out.push(`${'cell'.padEnd(w)}  ${'cases'.padStart(6)}  ${'cost'.padStart(8)}  from`);
   for (const c of plan.cells) out.push(`${c.key.padEnd(w)}  ${count(c).padStart(6)}  ${sec(c.costMs).padStart(8)}  ${c.costFrom}`);
   const total = plan.cells.reduce((a, c) => a + c.costMs, 0);
-  out.push(`${plan.cells.length} cells on ${plan.arch}, ${sec(total)} of cases in all${plan.selection ? ` (a subset: --case ${plan.selection.include.join(' ') || '*'}${plan.selection.exclude.length ? ` --exclude ${plan.selection.exclude.join(' ')}` : ''})` : ''}`);
+  const sel = plan.selection;
+  const subset = sel ? ` (a subset: --case ${sel.include.join(' ') || '*'}${sel.exclude.length ? ` --exclude ${sel.exclude.join(' ')}` : ''})` : '';
+  out.push(`${plan.cells.length} cells on ${plan.arch}, ${sec(total)} of cases in all${subset}`);
   if (plan.shards) {
     out.push('');
-    for (const s of plan.shards.assignment) out.push(`shard ${s.index}/${plan.shards.total}  ${sec(s.costMs).padStart(8)}  ${s.cells.join(' ') || '(no cells: this shard runs nothing)'}`);
+    for (const s of plan.shards.assignment) {
+      out.push(`shard ${s.index}/${plan.shards.total}  ${sec(s.costMs).padStart(8)}  ${s.cells.join(' ') || '(no cells: this shard runs nothing)'}`);
+    }
     const loads = plan.shards.assignment.map((s) => s.costMs);
     out.push(`plan ${plan.shards.hash}: longest shard ${sec(Math.max(...loads))}, shortest ${sec(Math.min(...loads))} (boots counted)`);
   }

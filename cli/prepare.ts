@@ -38,6 +38,7 @@ export async function prepareCommand(argv: string[]): Promise<number> {
   const kernelSpec = values.kernel!.startsWith('debian:') ? values.kernel! : resolve(values.kernel!);
   const m = await writeBundle(p, resolve(values.out), { kernelSpec, rootfs });
   const mib = (Object.values(m.files).reduce((a, f) => a + f.bytes, 0) + (m.rootfs?.bytes ?? 0)) / 2 ** 20;
-  process.stdout.write(`prepared ${values.out}: ${m.kernel.release} (${m.arch}), image ${m.image.hash.slice(0, 12)}${m.rootfs ? `, rootfs with QEMU ${m.rootfs.qemuVersion}` : ''}, ${mib.toFixed(0)} MiB\n`);
+  const rootfsNote = m.rootfs ? `, rootfs with QEMU ${m.rootfs.qemuVersion}` : '';
+  process.stdout.write(`prepared ${values.out}: ${m.kernel.release} (${m.arch}), image ${m.image.hash.slice(0, 12)}${rootfsNote}, ${mib.toFixed(0)} MiB\n`);
   return 0;
 }

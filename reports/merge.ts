@@ -99,14 +99,19 @@ export function mergeShards(shards: ShardRun[], outDir: string): RunResults {
     complete: missing.length === 0 && runs.every((r) => r.complete),
     profiles: unique(order.map((c) => c.slice(0, c.indexOf('/')))),
     suites: unique(order.map((c) => c.slice(c.indexOf('/') + 1))),
-    errors: [...runs.flatMap((r, k) => r.errors.map((e) => ({ ...e, message: `shard ${shardIndex([...byIndex.values()][k]!)}: ${e.message}`, ...(e.log ? { log: rebasePath(e.log, [...byIndex.values()][k]!.dir, outDir) } : {}) }))), ...errors],
+    errors: [...[...byIndex.values()].flatMap(shardErrors(outDir)), ...errors],
     merged: { shards: info.total, planHash: info.planHash, from: [...byIndex.entries()].sort((a, b) => a[0] - b[0]).map(([, s]) => s.source), missing },
   };
   return { schema: SCHEMA_VERSION, run, results };
 }
 
-function shardIndex(s: ShardRun): string {
-  return `${s.res.run.shard!.index}/${s.res.run.shard!.total}`;
+/** A shard's own run errors, saying which shard, their logs found from the merged directory. */
+function shardErrors(outDir: string): (s: ShardRun) => RunInfo['errors'] {
+  return (s) => s.res.run.errors.map((e) => ({
+    ...e,
+    message: `shard ${s.res.run.shard!.index}/${s.res.run.shard!.total}: ${e.message}`,
+    ...(e.log ? { log: rebasePath(e.log, s.dir, outDir) } : {}),
+  }));
 }
 
 function notReported(cell: string, index: number, info: ShardInfo): CaseResult {

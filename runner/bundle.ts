@@ -103,7 +103,9 @@ export async function readBundle(dir: string, arch?: Arch): Promise<Bundle> {
     m = JSON.parse(readFileSync(mpath, 'utf8')) as BundleManifest;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new HarnessError(code === 'ENOENT' ? `--prepared ${dir}: no ${MANIFEST} (not a bundle: write one with 'vfio-conformance prepare --out DIR')` : `--prepared ${dir}: ${MANIFEST} is not readable JSON (${(e as Error).message.slice(0, 100)})`);
+    throw new HarnessError(code === 'ENOENT'
+      ? `--prepared ${dir}: no ${MANIFEST} (not a bundle: write one with 'vfio-conformance prepare --out DIR')`
+      : `--prepared ${dir}: ${MANIFEST} is not readable JSON (${(e as Error).message.slice(0, 100)})`);
   }
   if (m.bundle !== BUNDLE_VERSION) throw new HarnessError(`--prepared ${dir}: bundle version ${String(m.bundle)}, this tool reads ${BUNDLE_VERSION} (prepare it again with this version)`);
   if (arch && m.arch !== arch.name) throw new HarnessError(`--prepared ${dir}: the bundle is for ${m.arch}, this run is ${arch.name} (prepare one with --arch ${arch.name})`);
@@ -122,7 +124,10 @@ export async function readBundle(dir: string, arch?: Arch): Promise<Bundle> {
     const rdir = join(dir, 'rootfs');
     if (!existsSync(rdir)) throw new HarnessError(`--prepared ${dir}: rootfs/ is missing (the manifest lists the qemu-migration rootfs)`);
     const t = treeListing(rdir);
-    if (t.listing !== m.rootfs.listing) throw new HarnessError(`--prepared ${dir}: rootfs/ was altered: ${t.files} files of ${t.bytes} bytes, the manifest says ${m.rootfs.files} of ${m.rootfs.bytes} (or other names or sizes)`);
+    if (t.listing !== m.rootfs.listing) {
+      throw new HarnessError(`--prepared ${dir}: rootfs/ was altered: ${t.files} files of ${t.bytes} bytes, `
+        + `the manifest says ${m.rootfs.files} of ${m.rootfs.bytes} (or other names or sizes)`);
+    }
     rootfs = { dir: rdir, key: m.rootfs.key, qemuVersion: m.rootfs.qemuVersion } as Rootfs;
   }
   const file = (role: FileRole) => join(dir, m.files[role].path);
@@ -134,7 +139,11 @@ export async function readBundle(dir: string, arch?: Arch): Promise<Bundle> {
     },
     agent: { path: file('agent'), sha256: m.agent.sha256 },
     image: { path: file('initramfs'), hash: m.image.hash, hostKey: m.image.hostKey, replaced: m.image.replaced, cached: true },
-    selftests: { binaries: m.selftests.binaries.map((name) => ({ name, path: '' })), errors: m.selftests.errors.map((e) => ({ ...e, log: '(in the bundle\'s build job)' })), manifest: '', cached: true },
+    selftests: {
+      binaries: m.selftests.binaries.map((name) => ({ name, path: '' })),
+      errors: m.selftests.errors.map((e) => ({ ...e, log: '(in the bundle\'s build job)' })),
+      manifest: '', cached: true,
+    },
   };
   return { dir, manifest: m, prepared, ...(rootfs ? { rootfs } : {}) };
 }
