@@ -12,6 +12,8 @@ export interface RunLoggedOptions {
   /** what failed, for the one-line error: "kernel build" */
   what: string;
   timeoutMs?: number;
+  /** text fed to the command's stdin (otherwise stdin is closed) */
+  input?: string;
 }
 
 /**
@@ -30,7 +32,7 @@ export async function runLogged(cmd: string, args: string[], o: RunLoggedOptions
     all: true,
     buffer: false,
     reject: false,
-    stdin: 'ignore',
+    ...(o.input !== undefined ? { input: o.input } : { stdin: 'ignore' as const }),
     timeout: o.timeoutMs,
   };
   const child = execa(cmd, args, opts);

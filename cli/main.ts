@@ -7,8 +7,6 @@ const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live mi
 Usage:
   vfio-conformance run [--suite S ...] [--profile P ...] [--kernel SPEC] [--out DIR]
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
-  vfio-conformance prepare --out DIR [--kernel SPEC] [--arch A] [--rootfs]
-        Build once: a bundle (kernel, initramfs, config, manifest) that 'run --prepared DIR' boots from.
   vfio-conformance list [--suite S ...] [--case GLOB ...] [--json]
         Print the case ids (static, or derived from the default device) for run --case/--exclude.
   vfio-conformance plan [--suite S ...] [--profile P ...] [--shards N] [--timings RUN] [--json]
@@ -19,6 +17,11 @@ Usage:
         A KCIDB I/O v5 document (checkout, build, tests) of a run or a shard, for KernelCI.
   vfio-conformance kernel build [--kernel SPEC] [--json]
         Build (or find in the cache) the kernel under test.
+  vfio-conformance prepare [--arch ARCH ...] [--rootfs] [--out DIR]
+        Build (or find in the cache) everything a guest boot needs: kernel, agent, selftests, image;
+        with --out, a bundle for CI that 'run --prepared DIR' boots from without building.
+  vfio-conformance qemu build [--qemu SPEC] [--json]
+        Build (or find in the cache) the QEMU under test, with our patch series.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
         Boot a guest, run CMD in it over SSH, print its output, exit with its code.
   vfio-conformance compare RUN_A RUN_B [...] [--json] [--html FILE]
@@ -49,6 +52,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   merge: async () => (await import('./merge.js')).mergeCommand,
   export: async () => (await import('./export.js')).exportCommand,
   prepare: async () => (await import('./prepare.js')).prepareCommand,
+  qemu: async () => (await import('./qemu.js')).qemuCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -77,8 +81,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`vfio-conformance: ${e.oneLine()}\n`);
       if (process.env.VFIO_CONFORMANCE_DEBUG) process.stderr.write(`${e.stack}\n`);
       process.exitCode = e.exitCode;
-    } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`vfio-conformance: ${e.message} (see --help)\n`);
+    } else if (e instanceof Error && String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) {
+      // a flag parseArgs refused (unknown, missing its value, a value that looks like a flag): one line
+      process.stderr.write(`vfio-conformance: ${e.message.split('\n')[0]} (see --help)\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`vfio-conformance: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { getArch, type Arch } from '../harness/arch.js';
 import { DEFAULT_PROFILES, PROFILES, getProfile, type Profile } from '../harness/qemu/profiles.js';
 import type { Accel } from '../harness/qemu/cmdline.js';
+import type { QemuBinary } from '../harness/qemu/binary.js';
 import { HarnessError } from '../base/errors.js';
 import { prepare, decideAccel, type Prepared } from './prepare.js';
 import type { GuestOptions } from './run-options.js';
@@ -11,7 +12,7 @@ import { readBundle, type Bundle } from './bundle.js';
 export interface GuestSetup {
   arch: Arch;
   prepared: Prepared;
-  accel: { accel: Accel; reason: string; qemu: string };
+  accel: { accel: Accel; reason: string; qemu: QemuBinary };
   /** the kernel as a reproducer bundle names it again: debian:X.Y, or the tree's absolute path */
   kernelSpec: string;
   /** the prepared bundle the guests boot from (--prepared) */

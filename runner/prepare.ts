@@ -5,7 +5,8 @@ import { buildAgent } from '../images/agent/build.js';
 import { buildSelftests, GUEST_DIR, type SelftestBuild } from '../images/kselftest/build.js';
 import { cachePath } from '../base/paths.js';
 import { Progress } from '../base/progress.js';
-import { chooseAccel, qemuVersion, type AccelMode } from '../harness/qemu/accel.js';
+import { chooseAccel, type AccelMode } from '../harness/qemu/accel.js';
+import { openQemu, type QemuBinary } from '../harness/qemu/binary.js';
 import type { Accel } from '../harness/qemu/cmdline.js';
 import type { Profile } from '../harness/qemu/profiles.js';
 
@@ -52,9 +53,9 @@ export async function prepare(o: PrepareOptions): Promise<Prepared> {
   return { arch, kernel, agent, image, selftests };
 }
 
-/** The accelerator for this host, decided by a probe boot of the prepared kernel (cached). */
-export async function decideAccel(mode: AccelMode, p: Prepared, profile: Profile): Promise<{ accel: Accel; reason: string; qemu: string }> {
-  const qemu = await qemuVersion(p.arch);
-  const a = await chooseAccel(mode, p.arch, { kernel: p.kernel.image, initrd: p.image.path, profile });
-  return { ...a, qemu };
+/** The accelerator for this host, decided by a probe boot of the prepared kernel on the run's QEMU (cached). */
+export async function decideAccel(mode: AccelMode, p: Prepared, profile: Profile, qemu?: QemuBinary): Promise<{ accel: Accel; reason: string; qemu: QemuBinary }> {
+  const q = qemu ?? await openQemu({ origin: 'system', binary: p.arch.qemuBinary, arch: p.arch, profiles: [profile] });
+  const a = await chooseAccel(mode, p.arch, { kernel: p.kernel.image, initrd: p.image.path, profile, qemu: q });
+  return { ...a, qemu: q };
 }

@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
+import { qemuInfo } from '../harness/qemu/binary.js';
 import { runProfile } from './run-cases.js';
 import { chooseProfiles, setUpGuests } from './guest-setup.js';
 import { provideMachine } from './suite-machine.js';
@@ -28,7 +29,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
   const machine = await provideMachine(suites, arch, g.bundle ? bundleRootfs(g.bundle) : undefined);
   const outDir = resolve(o.out ?? defaultRunDir(started, p.kernel.release));
   const rec = new RunRecord(outDir, newRunInfo(started, {
-    qemu: { version: accel.qemu, binary: arch.qemuBinary },
+    qemu: qemuInfo(accel.qemu),
     accel: accel.accel,
     accelReason: accel.reason,
     kernel: { release: p.kernel.release, sourceId: p.kernel.sourceId, configHash: p.kernel.configHash, arch: arch.name },

@@ -20,7 +20,7 @@ packages=(
   qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils
   # the QEMU under test, built from Debian's qemu source with our patch series (meson itself comes
   # from the unstable suite, unpacked into the cache: bookworm's is too old)
-  dpkg-dev ninja-build pkg-config python3-venv libglib2.0-dev libslirp-dev libpixman-1-dev libfdt-dev zlib1g-dev
+  dpkg-dev ninja-build pkg-config python3-venv libglib2.0-dev libslirp-dev libpixman-1-dev libfdt-dev zlib1g-dev libattr1-dev
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

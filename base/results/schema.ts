@@ -75,6 +75,14 @@ export const ShardInfoShape = object({
 });
 export type ShardInfo = Infer<typeof ShardInfoShape>;
 
+const QemuShape = object({
+  version: str(),
+  binary: str(),
+  origin: optional(oneOf(['system', 'built', 'path'])),
+  sourceId: optional(str()),
+  series: optional(object({ hash: str(), patches: arrayOf(str()) })),
+});
+
 export const RunInfoShape = object({
   tool: object({ name: str(), version: str() }),
   startedAt: str(),
@@ -82,7 +90,13 @@ export const RunInfoShape = object({
   /** false while the run is still going or if it died half-way */
   complete: bool(),
   host: object({ hostname: str(), arch: str(), cpus: num({ min: 0 }) }),
-  qemu: optional(object({ version: str(), binary: str() })),
+  /**
+   * The QEMU the guests ran on: where it came from (the host's, ours built from images/qemu, a path),
+   * and for ours its source and patch series, so an emulated capability is never taken for hardware.
+   */
+  qemu: optional(QemuShape),
+  /** profiles that ran on another QEMU than `qemu` (a profile that needs our patched QEMU), by profile */
+  profileQemu: optional(recordOf(QemuShape)),
   accel: optional(oneOf(['kvm', 'tcg'])),
   kernel: optional(object({ release: str(), sourceId: str(), configHash: str(), arch: str() })),
   profiles: arrayOf(str()),

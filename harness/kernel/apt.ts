@@ -1,5 +1,6 @@
 import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { capture } from '../../base/proc.js';
 import { HarnessError } from '../../base/errors.js';
 import { cachePath } from '../../base/paths.js';
@@ -110,9 +111,13 @@ const ANSWERS_FILE = 'candidates.json';
  */
 export class PrivateApt {
   readonly dir: string;
-  /** `arch`: a Debian architecture other than the host's (arm64 userspace for an arm64 guest), in lists of its own */
-  constructor(readonly suite: string, readonly sources: AptSource[] = machineSources(), readonly arch?: string) {
-    this.dir = cachePath('apt', arch ? `${suite}-${arch}` : suite);
+  /**
+   * `arch`: a Debian architecture other than the host's (arm64 userspace for an arm64 guest), in lists of its own.
+   * `withSources`: also deb-src entries (source packages: the QEMU under test), in lists of their own so the
+   * binary-only states never download the Sources indexes.
+   */
+  constructor(readonly suite: string, readonly sources: AptSource[] = machineSources(), readonly arch?: string, readonly withSources = false) {
+    this.dir = cachePath('apt', `${suite}${arch ? `-${arch}` : ''}${withSources ? '-src' : ''}`);
   }
 
   private opts(): string[] {
@@ -133,10 +138,11 @@ export class PrivateApt {
     const chosen = this.suite === 'machine'
       ? this.sources
       : [{ ...mainMirror(this.sources), suites: [this.suite] }];
-    const lines = chosen.flatMap((s) => s.suites.map((suite) => {
+    const types = this.withSources ? ['deb', 'deb-src'] : ['deb'];
+    const lines = chosen.flatMap((s) => s.suites.flatMap((suite) => types.map((type) => {
       const signed = s.signedBy ? ` [signed-by=${s.signedBy}]` : '';
-      return `deb${signed} ${s.uri} ${suite} ${s.components.join(' ')}`;
-    }));
+      return `${type}${signed} ${s.uri} ${suite} ${s.components.join(' ')}`;
+    })));
     writeFileSync(join(this.dir, 'sources.list'), `${lines.join('\n')}\n`);
   }
 
@@ -215,5 +221,37 @@ export class PrivateApt {
     const f = readdirSync(dir).find((x) => x.startsWith(`${pkg}_`) && x.endsWith('.deb'));
     if (!f) throw new HarnessError(`apt-get download ${pkg} produced no .deb in ${dir}`);
     return join(dir, f);
+  }
+
+  /** When the lists were last refreshed (ms since the epoch), 0 if never: memos keyed on it expire with them. */
+  listsUpdatedAt(): number {
+    const stamp = join(this.dir, 'updated');
+    return existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+  }
+
+  /** Versions of a source package the deb-src lists carry, in the lists' order (sort with compareDebVersions). */
+  async sourceVersions(pkg: string): Promise<string[]> {
+    const out = await capture('apt-cache', [...this.opts(), 'showsrc', '--only-source', pkg], `apt-cache showsrc ${pkg}`).catch(() => '');
+    return [...out.matchAll(/^Version:\s*(\S+)/gm)].map((m) => m[1]!);
+  }
+
+  /**
+   * Download a source package's files (.dsc, orig and debian tarballs) into dir, unpacking nothing.
+   * Throws the fetch error's own line (a 404 names the missing file) so the caller can say why it
+   * fell back to an older version.
+   */
+  async downloadSource(pkg: string, version: string, dir: string): Promise<string> {
+    mkdirSync(dir, { recursive: true });
+    const r = await execa('apt-get', [...this.opts(), '-qq', 'source', '--download-only', `${pkg}=${version}`], { cwd: dir, reject: false, stdin: 'ignore' });
+    if (r.exitCode !== 0) {
+      const lines = String(r.stderr).split('\n').filter((l) => l.startsWith('E:'));
+      // "E: Failed to fetch http://.../qemu_11.1.3%2bds-1.dsc  404  Not Found [IP: ...]" -> "qemu_11.1.3+ds-1.dsc: 404 Not Found"
+      const fetch = lines.map((l) => /Failed to fetch (\S+)\s+(\d{3}[^[]*)/.exec(l)).find(Boolean);
+      const why = fetch ? `${decodeURIComponent(fetch[1]!.split('/').pop()!)}: ${fetch[2]!.replace(/\s+/g, ' ').trim()}` : lines[0] ?? `exit ${r.exitCode}`;
+      throw new HarnessError(`apt-get source ${pkg}=${version} failed: ${why}`);
+    }
+    const dsc = readdirSync(dir).find((x) => x.startsWith(`${pkg}_`) && x.endsWith('.dsc'));
+    if (!dsc) throw new HarnessError(`apt-get source ${pkg}=${version} produced no .dsc in ${dir}`);
+    return join(dir, dsc);
   }
 }

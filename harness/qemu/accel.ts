@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { hostArchName, isNativeArch, type Arch } from '../arch.js';
 import { qemuArgs, type Accel } from './cmdline.js';
 import type { Profile } from './profiles.js';
+import type { QemuBinary } from './binary.js';
 import { HarnessError } from '../../base/errors.js';
 import { cachePath } from '../../base/paths.js';
 import { capture } from '../../base/proc.js';
@@ -52,7 +53,7 @@ export const PROBE_MARKER = 'vfio-conformance: probe-ok';
  * instruction its emulator lacks. So KVM counts as usable only when a short boot under KVM reaches
  * the guest's userspace. The verdict is cached per host kernel, QEMU version and arch.
  */
-export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: string; initrd: string; profile: Profile }): Promise<{ accel: Accel; reason: string }> {
+export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: string; initrd: string; profile: Profile; qemu: QemuBinary }): Promise<{ accel: Accel; reason: string }> {
   if (mode === 'tcg') return { accel: 'tcg', reason: 'requested' };
   if (mode === 'kvm') {
     if (!existsSync('/dev/kvm')) throw new HarnessError('--accel kvm: /dev/kvm does not exist on this host');
@@ -61,13 +62,14 @@ export async function chooseAccel(mode: AccelMode, arch: Arch, probe: { kernel: 
   }
   if (!isNativeArch(arch)) return { accel: 'tcg', reason: `${arch.name} guest on a ${hostArchName()} host: KVM runs only guests of the host's own architecture` };
   if (!existsSync('/dev/kvm') || !kvmOpenable()) return { accel: 'tcg', reason: '/dev/kvm absent or not accessible' };
-  const key = `${release()}|${arch.name}|${await qemuVersion(arch)}`;
+  // Keyed by the binary too: a QEMU built with another configure (or KVM disabled) can differ from the host's.
+  const key = `${release()}|${arch.name}|${probe.qemu.caps.version}|${probe.qemu.path}`;
   const known = readVerdicts()[key];
   if (known) return { accel: known.accel, reason: `${known.reason} (probe cached ${known.at})` };
 
   process.stderr.write('accel: probing whether KVM can run a guest on this host (once per host and QEMU version)\n');
-  const args = qemuArgs({ arch, profile: probe.profile, accel: 'kvm', kernel: probe.kernel, initrd: probe.initrd, append: ['vfioc_probe=1'], memMiB: 512, smp: 1 });
-  const r = await execa(arch.qemuBinary, args, { reject: false, timeout: 40_000, stdin: 'ignore', all: true });
+  const args = qemuArgs({ arch, profile: probe.profile, qemu: probe.qemu, accel: 'kvm', kernel: probe.kernel, initrd: probe.initrd, append: ['vfioc_probe=1'], memMiB: 512, smp: 1 });
+  const r = await execa(probe.qemu.path, args, { reject: false, timeout: 40_000, stdin: 'ignore', all: true });
   const out = String(r.all ?? '');
   const ok = out.includes(PROBE_MARKER);
   const firstErr = out.split('\n').find((l) => /KVM internal error|failed to set MSR|emulation failure|kvm:/i.test(l));

@@ -1,11 +1,15 @@
 import type { Arch } from '../arch.js';
-import type { Profile } from './profiles.js';
+import { resolveProfile, type Profile } from './profiles.js';
+import type { QemuBinary } from './binary.js';
+import { HarnessError } from '../../base/errors.js';
 
 export type Accel = 'kvm' | 'tcg';
 
 export interface MachineSpec {
   arch: Arch;
   profile: Profile;
+  /** the binary this runs on: option names are spelt as it spells them, its firmware dirs passed */
+  qemu: QemuBinary;
   accel: Accel;
   kernel: string;
   initrd: string;
@@ -36,11 +40,16 @@ export function kernelCmdline(s: MachineSpec): string {
  * profile says; -no-reboot turns a guest reboot or panic into QEMU exiting, so nothing lingers.
  */
 export function qemuArgs(s: MachineSpec): string[] {
+  const r = resolveProfile(s.profile, s.qemu.caps);
+  // The runner asks resolveProfile first and skips a profile the binary cannot express; reaching here
+  // with one is a harness bug, said plainly rather than handed to QEMU as an unknown property.
+  if (!r.ok) throw new HarnessError(`profile ${s.profile.name} cannot run on ${s.qemu.path}: ${r.why}`);
   const cpu = s.accel === 'kvm' ? 'host' : 'max';
   const args = [
     '-nodefaults', '-no-user-config', '-no-reboot',
+    ...s.qemu.firmwareDirs.flatMap((d) => ['-L', d]),
     '-display', 'none',
-    '-machine', s.profile.machine,
+    '-machine', r.machine,
     '-accel', s.accel === 'tcg' ? 'tcg,thread=multi,tb-size=512' : 'kvm',
     '-cpu', cpu,
     '-smp', String(s.smp ?? 2),
@@ -52,13 +61,13 @@ export function qemuArgs(s: MachineSpec): string[] {
     '-chardev', 'stdio,id=con,signal=off',
     '-serial', 'chardev:con',
   ];
-  for (const d of s.profile.iommuDevices) args.push('-device', d);
+  for (const d of r.iommuDevices) args.push('-device', d);
   if (s.sshPort !== undefined) {
     // restrict=on: the guest reaches nothing but the forwarded port; romfile= skips the iPXE ROM.
     args.push('-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${s.sshPort}-:22`);
     args.push('-device', 'virtio-net-pci,netdev=n0,romfile=');
   }
-  for (const d of [...s.profile.devices, ...(s.devices ?? [])]) args.push('-device', d);
+  for (const d of [...r.devices, ...(s.devices ?? [])]) args.push('-device', d);
   if (s.qmpSocket) args.push('-qmp', `unix:${s.qmpSocket},server=on,wait=off`);
   return args;
 }

@@ -1,5 +1,7 @@
 import type { Arch } from '../arch.js';
 import { HarnessError } from '../../base/errors.js';
+import { renderOption, typesOf, type QemuOption } from './options.js';
+import type { QemuCaps } from './probe.js';
 
 /**
  * A machine profile: one emulated IOMMU (or none) and what the guest must be told about it.
@@ -10,10 +12,10 @@ export interface Profile {
   name: string;
   arch: Arch['name'];
   description: string;
-  /** -machine value */
-  machine: string;
+  /** -machine value, property names as the binary spells them (harness/qemu/options.ts) */
+  machine: QemuOption;
   /** -device lines for the IOMMU, placed before any other PCI device (QEMU requires that for intel-iommu) */
-  iommuDevices: string[];
+  iommuDevices: QemuOption[];
   /** kernel command line additions */
   cmdline: string[];
   /** what the guest should show: a /sys/class/iommu entry (regex) and a dmesg line (regex) */
@@ -24,18 +26,25 @@ export interface Profile {
    * Emulated PCI devices every guest of this profile gets, after the network card. QEMU's edu
    * device does real DMA through the vIOMMU: the 'emulated' device class beside mtty.
    */
-  devices: string[];
+  devices: QemuOption[];
+  /**
+   * Which QEMU the profile runs on unless the run names one: 'built' for hardware only our patched
+   * QEMU emulates (images/qemu/patches); the host's QEMU otherwise.
+   */
+  qemu?: 'built';
 }
 
 /** QEMU's educational PCI device (1234:11e8): a DMA engine the suites drive through vfio-pci. */
-const EDU = 'edu';
+const EDU: QemuOption = { type: 'edu' };
+/** q35 with the IOAPIC in QEMU: VT-d and AMD-Vi interrupt remapping need the split irqchip. */
+const Q35_SPLIT: QemuOption = { type: 'q35', props: ['kernel-irqchip=split'] };
 
 export const PROFILES: Profile[] = [
   {
     name: 'none',
     arch: 'x86_64',
     description: 'q35, no IOMMU: only the iommufd selftest mock and mdev devices',
-    machine: 'q35',
+    machine: { type: 'q35' },
     iommuDevices: [],
     cmdline: [],
     expect: { sysClassIommu: /^iommufd_selftest/ },
@@ -46,8 +55,8 @@ export const PROFILES: Profile[] = [
     name: 'intel-iommu',
     arch: 'x86_64',
     description: 'Intel VT-d with interrupt remapping',
-    machine: 'q35,kernel-irqchip=split',
-    iommuDevices: ['intel-iommu,intremap=on,caching-mode=on'],
+    machine: Q35_SPLIT,
+    iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on'] }],
     cmdline: ['intel_iommu=on'],
     expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
     vfioPci: true,
@@ -57,8 +66,10 @@ export const PROFILES: Profile[] = [
     name: 'intel-iommu-sm',
     arch: 'x86_64',
     description: 'Intel VT-d in scalable mode with PASID',
-    machine: 'q35,kernel-irqchip=split',
-    iommuDevices: ['intel-iommu,intremap=on,caching-mode=on,x-scalable-mode=on,x-pasid-mode=on'],
+    machine: Q35_SPLIT,
+    // QEMU 11.1 renamed x-scalable-mode and x-pasid-mode (a bool) to scalable-mode and pasid-bits (a
+    // width); 8 bits is what x-pasid-mode=on advertised (ECAP.PSS = 7).
+    iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on', ['scalable-mode=on', 'x-scalable-mode=on'], ['pasid-bits=8', 'x-pasid-mode=on']] }],
     cmdline: ['intel_iommu=on,sm_on'],
     expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
     vfioPci: true,
@@ -68,8 +79,8 @@ export const PROFILES: Profile[] = [
     name: 'amd-iommu',
     arch: 'x86_64',
     description: 'AMD-Vi with interrupt remapping',
-    machine: 'q35,kernel-irqchip=split',
-    iommuDevices: ['amd-iommu,intremap=on'],
+    machine: Q35_SPLIT,
+    iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on'] }],
     cmdline: [],
     expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
     vfioPci: true,
@@ -79,8 +90,8 @@ export const PROFILES: Profile[] = [
     name: 'virtio-iommu',
     arch: 'x86_64',
     description: 'virtio-iommu (no interrupt remapping: VFIO needs allow_unsafe_interrupts)',
-    machine: 'q35',
-    iommuDevices: ['virtio-iommu-pci'],
+    machine: { type: 'q35' },
+    iommuDevices: [{ type: 'virtio-iommu-pci' }],
     // No IRQ remapping behind virtio-iommu: without these, binding a VFIO device fails with EPERM.
     cmdline: ['iommufd.allow_unsafe_interrupts=1', 'vfio_iommu_type1.allow_unsafe_interrupts=1'],
     expect: { sysClassIommu: /^virtio-iommu|^\d+:\d+:\d+\.\d+$|^virtio\d+$/, dmesg: /virtio_iommu/ },
@@ -92,7 +103,7 @@ export const PROFILES: Profile[] = [
     arch: 'arm64',
     description: 'arm64 virt with an emulated SMMUv3 (stage 1 only: no HTTU, no SSID) and GICv3 ITS',
     // gic-version=3: the TCG default (GICv2 + v2m) has no MSI isolation, and binding a VFIO device fails with EPERM.
-    machine: 'virt,iommu=smmuv3,gic-version=3',
+    machine: { type: 'virt', props: ['iommu=smmuv3', 'gic-version=3'] },
     iommuDevices: [],
     cmdline: [],
     expect: { sysClassIommu: /^smmu3\./, dmesg: /arm-smmu-v3/ },
@@ -103,7 +114,7 @@ export const PROFILES: Profile[] = [
     name: 'arm64-none',
     arch: 'arm64',
     description: 'arm64 virt with GICv3, no IOMMU: only the iommufd selftest mock and mdev devices',
-    machine: 'virt,gic-version=3',
+    machine: { type: 'virt', props: ['gic-version=3'] },
     iommuDevices: [],
     cmdline: [],
     expect: { sysClassIommu: /^iommufd_selftest/ },
@@ -118,4 +129,30 @@ export function getProfile(name: string): Profile {
   const p = PROFILES.find((x) => x.name === name);
   if (!p) throw new HarnessError(`unknown profile '${name}' (known: ${PROFILES.map((x) => x.name).join(', ')})`);
   return p;
+}
+
+/** What a profile looks like on one QEMU binary: its option values as that binary spells them. */
+export type ResolvedProfile =
+  | { ok: true; machine: string; iommuDevices: string[]; devices: string[] }
+  | { ok: false; why: string };
+
+/** Render a profile for a binary's capabilities; a profile it cannot express says why (the run skips it). */
+export function resolveProfile(p: Profile, caps: QemuCaps): ResolvedProfile {
+  const machine = renderOption('machine', p.machine, caps);
+  if (!machine.ok) return machine;
+  const iommuDevices: string[] = [];
+  const devices: string[] = [];
+  for (const [list, into] of [[p.iommuDevices, iommuDevices], [p.devices, devices]] as const) {
+    for (const d of list) {
+      const r = renderOption('device', d, caps);
+      if (!r.ok) return r;
+      into.push(r.value);
+    }
+  }
+  return { ok: true, machine: machine.value, iommuDevices, devices };
+}
+
+/** The machine and device types a set of profiles names: what to probe a binary for. */
+export function profileTypes(profiles: Profile[]): { machines: string[]; devices: string[] } {
+  return typesOf(profiles.map((p) => p.machine), profiles.flatMap((p) => [...p.iommuDevices, ...p.devices]));
 }

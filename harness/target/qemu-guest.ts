@@ -6,6 +6,7 @@ import type { ClientChannel } from 'ssh2';
 import type { Arch } from '../arch.js';
 import type { Profile } from '../qemu/profiles.js';
 import { qemuArgs, shellQuote, type Accel, type MachineSpec } from '../qemu/cmdline.js';
+import { openQemu, type QemuBinary } from '../qemu/binary.js';
 import { connectWithRetry, type ExecOptions, type ExecResult, type SshSession } from '../ssh/client.js';
 import { clientKey } from '../ssh/keys.js';
 import { ConsoleWatcher } from '../watch/console.js';
@@ -21,6 +22,8 @@ export const READY_MARKER = 'vfio-conformance: ready';
 export interface GuestOptions {
   arch: Arch;
   profile: Profile;
+  /** the QEMU to boot with (default: the host's, probed) */
+  qemu?: QemuBinary;
   accel: Accel;
   kernel: string;
   initrd: string;
@@ -93,22 +96,23 @@ export class QemuGuest implements Target {
     const port = await freePort();
     // A unix socket path must fit in 108 bytes: keep it short and out of the (possibly deep) log dir.
     const qmpSocket = join(tmpdir(), `vfioc-${process.pid}-${port}.qmp`);
+    const qemu = o.qemu ?? await openQemu({ origin: 'system', binary: o.arch.qemuBinary, arch: o.arch, profiles: [o.profile] });
     const spec: MachineSpec = {
-      arch: o.arch, profile: o.profile, accel: o.accel, kernel: o.kernel, initrd: o.initrd,
+      arch: o.arch, profile: o.profile, qemu, accel: o.accel, kernel: o.kernel, initrd: o.initrd,
       memMiB: o.memMiB, smp: o.smp, sshPort: port, devices: o.devices, qmpSocket,
       append: [`vfioc_key=${key.publicBlob}`, ...(o.append ?? [])],
     };
     const args = [...qemuArgs(spec), ...(o.qemuArgs ?? [])];
-    const argv = [o.arch.qemuBinary, ...args];
+    const argv = [qemu.path, ...args];
     writeFileSync(join(o.logDir, 'qemu-cmdline.txt'), `${shellQuote(argv)}\n`);
     const consoleOut = createWriteStream(join(o.logDir, 'console.log'));
     const qemuErr = createWriteStream(join(o.logDir, 'qemu.log'));
     const started = Date.now();
     let child: ResultPromise;
     try {
-      child = execa(o.arch.qemuBinary, args, { stdin: 'pipe', buffer: false, reject: false, cleanup: true, forceKillAfterDelay: 2000 });
+      child = execa(qemu.path, args, { stdin: 'pipe', buffer: false, reject: false, cleanup: true, forceKillAfterDelay: 2000 });
     } catch (e) {
-      throw new HarnessError(`cannot start ${o.arch.qemuBinary}: ${(e as Error).message}`);
+      throw new HarnessError(`cannot start ${qemu.path}: ${(e as Error).message}`);
     }
     live.add(child);
     const g = new QemuGuest(o, child, port, argv, consoleOut);

@@ -1,10 +1,13 @@
 import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
-import { PROFILES, getProfile } from '../../harness/qemu/profiles.js';
+import { PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
+import { fixtureQemu } from '../helpers/qemu-caps.js';
+import { describeOption } from '../../harness/qemu/options.js';
 
-const base = { arch: ARCHES.x86_64, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
+const qemu = fixtureQemu('7.2.22-x86_64');
+const base = { arch: ARCHES.x86_64, qemu, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
 
 function opt(args: string[], name: string): string[] {
   return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
@@ -13,10 +16,10 @@ function opt(args: string[], name: string): string[] {
 t.test('every profile: q35, IOMMU device before any other PCI device, SSH only on loopback', async (t) => {
   for (const p of PROFILES.filter((x) => x.arch === 'x86_64')) {
     const a = qemuArgs({ ...base, profile: p, accel: 'tcg' });
-    t.equal(opt(a, '-machine')[0], p.machine, `${p.name} machine`);
-    t.match(p.machine, /^q35/);
+    t.equal(opt(a, '-machine')[0], describeOption(p.machine), `${p.name} machine`);
+    t.match(opt(a, '-machine')[0], /^q35/);
     const devices = opt(a, '-device');
-    t.same(devices.slice(0, p.iommuDevices.length), p.iommuDevices, `${p.name}: IOMMU devices first`);
+    t.same(devices.slice(0, p.iommuDevices.length).map((d) => d.split(',')[0]), p.iommuDevices.map((d) => d.type), `${p.name}: IOMMU devices first`);
     t.ok(devices.some((d) => d.startsWith('virtio-net-pci')), `${p.name}: network`);
     t.same(opt(a, '-netdev'), ['user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22']);
     t.ok(a.includes('-no-reboot') && a.includes('-nodefaults'), 'a panic ends QEMU; no default devices');
@@ -53,12 +56,12 @@ t.test('kernel command line: console first, panic ends the guest, extra words la
 });
 
 t.test('probe boots have no network', async (t) => {
-  const a = qemuArgs({ arch: ARCHES.x86_64, kernel: 'k', initrd: 'i', profile: getProfile('none'), accel: 'kvm', append: ['vfioc_probe=1'] });
+  const a = qemuArgs({ arch: ARCHES.x86_64, qemu, kernel: 'k', initrd: 'i', profile: getProfile('none'), accel: 'kvm', append: ['vfioc_probe=1'] });
   t.same(opt(a, '-netdev'), []);
 });
 
 t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, no TSC words', async (t) => {
-  const arm = { ...base, arch: ARCHES.arm64, kernel: '/k/Image' };
+  const arm = { ...base, arch: ARCHES.arm64, qemu: fixtureQemu('7.2.22-aarch64'), kernel: '/k/Image' };
   const smmu = qemuArgs({ ...arm, profile: getProfile('smmuv3'), accel: 'tcg' });
   t.equal(opt(smmu, '-machine')[0], 'virt,iommu=smmuv3,gic-version=3', 'gic-version=3: GICv2m has no MSI isolation and VFIO binding fails');
   t.same(opt(smmu, '-cpu'), ['max']);
@@ -77,7 +80,7 @@ t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, n
 t.test('every profile carries the edu DMA device after the network card', async (t) => {
   for (const p of PROFILES) {
     const arch = ARCHES[p.arch];
-    const devices = opt(qemuArgs({ ...base, arch, profile: p, accel: 'tcg' }), '-device');
+    const devices = opt(qemuArgs({ ...base, arch, qemu: fixtureQemu(p.arch === 'arm64' ? '7.2.22-aarch64' : '7.2.22-x86_64'), profile: p, accel: 'tcg' }), '-device');
     const net = devices.findIndex((d) => d.startsWith('virtio-net-pci'));
     const edu = devices.indexOf('edu');
     t.ok(edu > net && net >= 0, `${p.name}: edu after the network card`);
@@ -93,4 +96,26 @@ t.test('unknown profile names the known ones', async (t) => {
 
 t.test('shell quoting for reproducers', async (t) => {
   t.equal(shellQuote(['qemu', '-append', "console=ttyS0 a='b'"]), `qemu -append 'console=ttyS0 a='\\''b'\\'''`);
+});
+
+t.test('one profile, two spellings: option names follow what the binary lists', async (t) => {
+  const p = getProfile('intel-iommu-sm');
+  const caps = fixtureQemu('7.2.22-x86_64').caps;
+  const old = resolveProfile(p, caps);
+  t.ok(old.ok && /x-scalable-mode=on,x-pasid-mode=on$/.test(old.iommuDevices[0]!), 'QEMU 7.2 spells them x-scalable-mode and x-pasid-mode');
+  // The same binary with 11.1's names (scalable-mode, pasid-bits) and without the old ones.
+  const renamed = { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!.filter((x) => !/^x-(scalable|pasid)/.test(x)), 'scalable-mode', 'pasid-bits'] } };
+  const neu = resolveProfile(p, renamed);
+  t.ok(neu.ok && /,scalable-mode=on,pasid-bits=8$/.test(neu.iommuDevices[0]!), 'a QEMU with the new names gets the new names');
+  const none = { ...caps, props: { ...caps.props, 'device:intel-iommu': ['intremap', 'caching-mode'] } };
+  t.same(resolveProfile(p, none), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property scalable-mode or x-scalable-mode" }, 'a property neither spelling knows is said, not guessed');
+  t.same(resolveProfile(getProfile('intel-iommu'), { ...caps, devices: caps.devices.filter((d) => d !== 'intel-iommu') }), { ok: false, why: "QEMU 7.2.22 has no device 'intel-iommu'" });
+  t.throws(() => qemuArgs({ ...base, qemu: { ...base.qemu, caps: none }, profile: p, accel: 'tcg' }), /cannot run on .*scalable-mode or x-scalable-mode/);
+});
+
+t.test('a built QEMU gets the system firmware directories, the host QEMU none', async (t) => {
+  const sys = qemuArgs({ ...base, profile: getProfile('none'), accel: 'tcg' });
+  t.same(opt(sys, '-L'), []);
+  const built = qemuArgs({ ...base, qemu: fixtureQemu('7.2.22-x86_64', 'built'), profile: getProfile('none'), accel: 'tcg' });
+  t.same(opt(built, '-L'), ['/usr/share/seabios']);
 });

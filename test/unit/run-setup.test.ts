@@ -132,3 +132,23 @@ t.test('boot -- CMD ARG...: each argument reaches the shell as one argument, as 
   const sh = await execa('sh', ['-c', shellQuote(['sh', '-c', 'echo one; echo two'])]);
   t.equal(sh.stdout, 'one\ntwo', 'sh -c \'a; b\' runs both, not `sh -c a`');
 });
+
+t.test('the commands refuse bad flags in one line, exit 2, before building anything', async (t) => {
+  const cli = (...args: string[]) => execa('node', [repoPath('dist', 'cli', 'main.js'), ...args], { reject: false, env: { VFIO_CONFORMANCE_CACHE: tmp() } });
+  for (const [args, msg] of [
+    [['boot', '--boot-timeout', 'soon', '--', 'true'], /--boot-timeout takes a number of seconds .* not 'soon'/],
+    [['boot', '--timeout=-3', '--', 'true'], /--timeout takes a number of seconds .* not '-3'/],
+    [['boot', '--timeout', '-3', '--', 'true'], /Option '--timeout' argument is ambiguous\. \(see --help\)/],
+    [['run', '--profile'], /Option '--profile <value>' argument missing \(see --help\)/],
+    [['run', '--boot-timeout', '0'], /--boot-timeout takes a number of seconds .* not '0'/],
+    [['run', '--qemu', '/opt/q'], /--qemu only applies with --target/],
+    [['prepare', '--arch', 'sparc'], /unknown architecture 'sparc'/],
+  ] as const) {
+    const r = await cli(...args);
+    t.equal(r.exitCode, 2, args.join(' '));
+    t.match(r.stderr, msg);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+  const v = await cli('--version');
+  t.equal(v.stdout, `vfio-conformance ${toolInfo().version}`);
+});

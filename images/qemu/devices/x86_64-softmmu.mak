@@ -1,0 +1,12 @@
+# The x86_64 devices the profiles use (harness/qemu/profiles.ts) and nothing else, built with
+# --without-default-devices: q35, the three emulated IOMMUs, virtio-net for SSH, virtio-9p for the
+# real-client suite's rootfs, edu (the DMA engine the dma and dirty suites drive), PCIe root ports.
+CONFIG_Q35=y
+CONFIG_VTD=y
+CONFIG_AMD_IOMMU=y
+CONFIG_VIRTIO_PCI=y
+CONFIG_VIRTIO_NET=y
+CONFIG_VIRTIO_IOMMU=y
+CONFIG_VIRTIO_9P=y
+CONFIG_EDU=y
+CONFIG_PCIE_PORT=y
