@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ARCHES } from '../../harness/arch.js';
-import { readBundle, writeBundle } from '../../runner/bundle.js';
+import { bundleRootfs, readBundle, writeBundle } from '../../runner/bundle.js';
 import type { Prepared } from '../../runner/prepare.js';
 import type { Rootfs } from '../../images/rootfs/build.js';
 
@@ -39,6 +39,8 @@ t.test('a bundle reads back as what was prepared, pointing into the bundle', asy
   t.same({ release: b.prepared.kernel.release, configHash: b.prepared.kernel.configHash, sourceId: b.prepared.kernel.sourceId }, { release: '7.2.13', configHash: 'cfg123', sourceId: p.kernel.sourceId });
   t.same({ hash: b.prepared.image.hash, hostKey: b.prepared.image.hostKey, agent: b.prepared.agent.sha256 }, { hash: 'imghash', hostKey: 'ssh-ed25519 AAAA host', agent: 'agentsha' });
   t.equal(b.rootfs, undefined);
+  await t.rejects(bundleRootfs(b)(), /the bundle has no rootfs for the qemu-migration suite \(prepare it with --rootfs, or leave the suite out\)/,
+    'a suite that wants the rootfs is refused before anything boots, never built');
 
   // refusals, each one line naming what is wrong
   await t.rejects(readBundle(out, ARCHES.arm64), /the bundle is for x86_64, this run is arm64/);
@@ -65,6 +67,8 @@ t.test('a bundle with the rootfs checks its tree', async (t) => {
   const b = await readBundle(out);
   t.equal(b.rootfs?.dir, join(out, 'rootfs'));
   t.equal(b.rootfs?.qemuVersion, '11.1.3');
+  const m = await bundleRootfs(b)();
+  t.ok(m.qemuArgs.some((a) => a.includes(`path=${join(out, 'rootfs')}`)), 'the guest is given the bundle\'s tree over 9p');
   writeFileSync(join(out, 'rootfs', 'usr', 'bin', 'extra'), 'x');
   await t.rejects(readBundle(out), /rootfs\/ was altered: 2 files of 5 bytes, the manifest says 1 of 4/);
 });
