@@ -13,6 +13,16 @@ import { runSuites, type RunListener, type RunOptions } from '../runner/run.js';
 import { labDryRun } from '../runner/run-lab.js';
 import { GUEST_FLAGS, guestOptions } from './guest-flags.js';
 import { QEMU_CHOICE_HELP } from '../runner/qemu-choice.js';
+import { SCALE_HELP, SCALE_OPTIONS, scopeOptions } from './plan.js';
+import { defaultJobs, parseJobs } from '../runner/pool.js';
+import { cpus, freemem } from 'node:os';
+
+/** --jobs N, or 'auto' for what the host's cores and memory allow; 1 when not given. */
+function jobsOption(v: string | undefined): number {
+  if (v === undefined) return 1;
+  if (v !== 'auto') return parseJobs(v);
+  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 }).jobs;
+}
 
 const HELP = `vfio-conformance run [options]
   Build the kernel under test (cached), boot it behind each profile's emulated IOMMU and run the
@@ -36,6 +46,8 @@ Options:
   --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
                      this project knows of); --no-expectations to count every failure
 
+${SCALE_HELP}
+
 Lab host (instead of booting a guest):
   --target ssh://USER@HOST[:PORT]   run the suites on this machine over SSH (root)
   --device BDF[,driver=D][,vfs=N]   a device to test (repeatable): bind it to D (default vfio-pci,
@@ -58,6 +70,7 @@ const RUN_FLAGS = {
   out: { type: 'string' }, baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
   target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
   'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
+  ...SCALE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -83,6 +96,9 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     out: v.out,
     profiles: v.profile,
     arch: v.arch,
+    scope: scopeOptions(v),
+    ...(v.prepared ? { prepared: v.prepared } : {}),
+    jobs: jobsOption(v.jobs),
     lab: v.target ? {
       address: v.target, devices: v.device ?? [], identity: v.identity, knownHosts: v['known-hosts'],
       acceptNewHostKey: v['accept-new-host-key'] ?? false, clientQemu: v.qemu,

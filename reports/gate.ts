@@ -86,6 +86,8 @@ export interface GateResult {
   harnessProblems: string[];
   /** human-readable, several lines, ending with the verdict */
   summary: string;
+  /** set when the run is not the whole matrix (run --case/--exclude, one shard): what it is */
+  subset?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +297,8 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
     const missing = [...baseline.keys()].filter((k) => !now.has(k)).length;
     if (missing > 0) lines.push(`note: ${missing} case${missing > 1 ? 's' : ''} of the baseline ${missing > 1 ? 'are' : 'is'} not in this run`);
   }
+  const subset = subsetOf(current.run);
+  if (subset) lines.push(`note: ${subset}`);
   const plural = (n: number, w: string, pl = `${w}s`): string => `${n} ${n === 1 ? w : pl}`;
   const verdict = exitCode === 2 ? 'HARNESS ERROR' : exitCode === 1 ? 'REGRESSION' : 'OK';
   lines.push(
@@ -302,7 +306,17 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
       `${plural(unexpectedPasses.length, 'unexpected pass', 'unexpected passes')}` +
       `${blocked.length > 0 ? `, ${blocked.length} blocked by a failed precondition` : ''}` +
       `${harnessProblems.length > 0 ? `, ${plural(harnessProblems.length, 'harness problem')}` : ''}; ${current.results.length} results` +
-      `${opts.baseline ? ', compared with the baseline' : ''}${opts.expectations ? `, ${plural(known.length, 'expectation')}` : ''}`,
+      `${opts.baseline ? ', compared with the baseline' : ''}${opts.expectations ? `, ${plural(known.length, 'expectation')}` : ''}` +
+      `${subset ? ' (a subset, not the complete matrix)' : ''}`,
   );
-  return { exitCode, regressions, knownFailures, unexpectedPasses, blocked, harnessProblems, summary: lines.join('\n') };
+  return { exitCode, regressions, knownFailures, unexpectedPasses, blocked, harnessProblems, summary: lines.join('\n'), ...(subset ? { subset } : {}) };
+}
+
+/** A shard or a --case run judges only what it ran: say so, so no one reads it as the whole matrix. */
+export function subsetOf(run: RunResults['run']): string | undefined {
+  const sel = run.selection;
+  const picked = sel ? `--case ${sel.include.join(' ') || '*'}${sel.exclude.length ? ` --exclude ${sel.exclude.join(' ')}` : ''}` : undefined;
+  if (run.shard) return `shard ${run.shard.index}/${run.shard.total} of plan ${run.shard.planHash}: only its cells (${run.shard.cells.join(', ') || 'none'})${picked ? `, ${picked}` : ''}; merge the shards for the matrix`;
+  if (picked) return `a subset of the matrix (${picked}): not the complete matrix`;
+  return undefined;
 }

@@ -7,6 +7,7 @@ import { qemuForProfiles, type ProfileQemu } from './qemu-choice.js';
 import { HarnessError } from '../base/errors.js';
 import { prepare, decideAccel, type Prepared } from './prepare.js';
 import type { GuestOptions } from './run-options.js';
+import { readBundle, type Bundle } from './bundle.js';
 
 /** Everything the guests of a run (or a boot, or a replay) are started from. */
 export interface GuestSetup {
@@ -17,6 +18,8 @@ export interface GuestSetup {
   qemus: ProfileQemu[];
   /** the kernel as a reproducer bundle names it again: debian:X.Y, or the tree's absolute path */
   kernelSpec: string;
+  /** the prepared bundle the guests boot from (--prepared) */
+  bundle?: Bundle;
 }
 
 /**
@@ -25,15 +28,18 @@ export interface GuestSetup {
  */
 export async function setUpGuests(o: GuestOptions, profiles: Profile[]): Promise<GuestSetup> {
   const arch = getArch(profiles[0]!.arch);
+  if (o.prepared && o.modules?.length) throw new HarnessError('--module with --prepared: the bundle\'s image is already made; give the modules to prepare');
+  const bundle = o.prepared ? await readBundle(o.prepared, arch) : undefined;
   // Both builds wait on downloads as well as on the CPU: overlapped, a cold start waits less.
   const [qemus, prepared] = await Promise.all([
     qemuForProfiles(o.qemu ?? { kind: 'system' }, arch, profiles),
-    prepare({ kernel: o.kernel, arch, modules: o.modules }),
+    bundle?.prepared ?? prepare({ kernel: o.kernel, arch, modules: o.modules }),
   ]);
   const first = qemus.find((q): q is Extract<ProfileQemu, { qemu: QemuBinary }> => 'qemu' in q);
   if (!first) throw new HarnessError(`no profile of this run can run on the chosen QEMU: ${qemus.map((q) => ('skip' in q ? `${q.profile.name}: ${q.skip}` : '')).join('; ')}`);
   const accel = await decideAccel(o.accel, prepared, first.profile, first.qemu);
-  return { arch, prepared, accel, qemus, kernelSpec: o.kernel.startsWith('debian:') ? o.kernel : resolve(o.kernel) };
+  const kernelSpec = bundle?.manifest.kernelSpec ?? (o.kernel.startsWith('debian:') ? o.kernel : resolve(o.kernel));
+  return { arch, prepared, accel, qemus, kernelSpec, ...(bundle ? { bundle } : {}) };
 }
 
 /**

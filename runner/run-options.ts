@@ -1,6 +1,7 @@
 import type { AccelMode } from '../harness/qemu/accel.js';
 import type { QemuChoice } from './qemu-choice.js';
 import type { Suite } from '../suites/types.js';
+import type { ScopeOptions } from './scope.js';
 
 /**
  * What it takes to boot guests of the kernel under test: shared by `run`, `boot` and `replay`.
@@ -18,6 +19,8 @@ export interface GuestOptions {
   bootTimeoutMs: number;
   /** the QEMU the guests boot on (default: the host's; a profile that needs ours gets ours) */
   qemu?: QemuChoice;
+  /** a bundle written by `prepare --out DIR`: boot from it and build nothing */
+  prepared?: string;
 }
 
 /** A lab host reached over SSH instead of booted guests (`run --target`). */
@@ -43,4 +46,8 @@ export interface RunOptions extends GuestOptions {
   arch?: string;
   /** run on this machine instead of booting guests; `kernel` then names the agent's uapi headers */
   lab?: LabTargetOptions;
+  /** a subset (--case/--exclude) or one shard of the plan (--shard I/N) */
+  scope?: ScopeOptions;
+  /** profiles run at once (--jobs; default 1) */
+  jobs?: number;
 }

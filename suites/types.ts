@@ -60,6 +60,20 @@ export interface SuiteMachine {
 }
 
 /**
+ * One id a suite can name before any target is seen (`vfio-conformance list`, `plan`, `--case`).
+ * `static`: the same on every target. `derived`: setup derives it from what it finds (the device's
+ * migration flags, the selftest program's own list), so it is listed for the default target and
+ * `from` says what it depends on; another device or kernel may have other ids. A `pattern` stands
+ * for ids that cannot be listed at all before setup (a glob, e.g. one case per selftest `-l` prints).
+ */
+export interface CaseListing {
+  id: string;
+  known: 'static' | 'derived';
+  from?: string;
+  pattern?: boolean;
+}
+
+/**
  * A suite: sets up a fresh target (devices, modules) and lists its cases. The runner may call
  * setup more than once: after a case kills the guest, a new guest is booted and the suite is set
  * up again, and the remaining cases run there; after a case ran out of time, the runner ends the
@@ -73,6 +87,8 @@ export interface Suite<S = unknown> {
   machine?: SuiteMachine;
   setup(target: Target, agent: AgentClient): Promise<SetupResult<S>>;
   teardown?(state: S, target: Target, agent: AgentClient): Promise<void>;
+  /** its case ids without a target, in run order (every registered suite has one; a unit test checks) */
+  list?(): CaseListing[];
 }
 
 /**

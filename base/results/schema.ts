@@ -72,6 +72,23 @@ export const CaseResultShape = object({
 });
 export type CaseResult = Infer<typeof CaseResultShape>;
 
+export const SelectionShape = object({ include: arrayOf(str()), exclude: arrayOf(str()) });
+
+/** One shard of a plan: which cells it ran, and every shard's, for merge. */
+export const ShardInfoShape = object({
+  /** 1-based, as CI_NODE_INDEX */
+  index: num({ min: 1 }),
+  total: num({ min: 1 }),
+  planHash: str(),
+  /** `profile/suite` cells this shard ran */
+  cells: arrayOf(str()),
+  /** every shard's cells, index 1 first: merge names a missing shard's cells from it */
+  assignment: arrayOf(arrayOf(str())),
+  /** every cell of the plan, in plan order: the merged results keep it */
+  plan: arrayOf(str()),
+});
+export type ShardInfo = Infer<typeof ShardInfoShape>;
+
 const QemuShape = object({
   version: str(),
   binary: str(),
@@ -101,6 +118,12 @@ export const RunInfoShape = object({
   target: object({ kind: oneOf(['qemu', 'ssh']), address: optional(str()) }),
   /** harness errors that ended the run or a profile early */
   errors: arrayOf(object({ profile: optional(str()), message: str(), log: optional(str()) })),
+  /** a subset of the matrix: `run --case/--exclude` (never gated as the whole matrix) */
+  selection: optional(SelectionShape),
+  /** one shard of a plan (`run --shard I/N`) */
+  shard: optional(ShardInfoShape),
+  /** shards joined by `merge` */
+  merged: optional(object({ shards: num({ min: 1 }), planHash: str(), from: arrayOf(str()), missing: arrayOf(num({ min: 1 })) })),
 }, { open: true });
 export type RunInfo = Infer<typeof RunInfoShape>;
 

@@ -86,7 +86,7 @@ export const dirtySuite: Suite<DirtyState> = {
     };
 
     // mtty: failures here make the mtty cases errors with the reason, not the whole suite.
-    let mttyDevice: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1' };
+    let mttyDevice: DeviceInfo = MTTY_DEVICE;
     try {
       const created = await createMtty(target, 'mtty-1', 3);
       state.uuids = created.map((x) => x.uuid);
@@ -114,27 +114,17 @@ export const dirtySuite: Suite<DirtyState> = {
       state.container = undefined;
     }
 
-    const onMock = (cs: CaseDef<DirtyState>[]) => (mockWhy ? skipCases(cs, mockWhy) : cs);
-    const cases: CaseDef<DirtyState>[] = [
-      ...onMock(iommufdCases(mock, realDeviceWhy(target)) as CaseDef<DirtyState>[]),
-      mttyAccessCase(mttyDevice, async () => {
+    const cases = dirtyCases({
+      mock, mtty: mttyDevice, realWhy: realDeviceWhy(target), mockWhy,
+      mttyOpen: async () => {
         if (!state.mtty) throw new HarnessError(`mtty not available: ${state.setupError ?? 'unknown'}`);
         return state.mtty;
-      }) as CaseDef<DirtyState>,
-      ...(type1Cases(mttyDevice) as CaseDef<DirtyState>[]),
-      ...(dmaLoggingCases(mttyDevice) as CaseDef<DirtyState>[]),
-      ...onMock(oracleCases(mock) as CaseDef<DirtyState>[]),
-      idleOracle(mttyDevice),
-      {
-        id: 'dirty/oracle/real-device',
-        device: { driver: 'none', class: 'none', id: '-' },
-        async run() {
-          return { status: 'skip', reason: `${realDeviceWhy(target)}; the three-way oracle (IOMMU HWPT vs device DMA logging vs type1) needs a device that really writes memory` };
-        },
       },
-    ];
+    });
     return { state, cases };
   },
+  list: () => dirtyCases({ mock: MOCK_DEVICE({}), mtty: MTTY_DEVICE, realWhy: '', mttyOpen: () => Promise.reject(new Error('listing only')) })
+    .map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, target, agent) {
     // Every fd on an mdev must be closed first: removing an mdev waits until its users let go.
     for (const fd of [state.dev, state.mtty?.iommufd, ...state.groupFds, state.container, state.v1Container]) {
@@ -146,6 +136,28 @@ export const dirtySuite: Suite<DirtyState> = {
     if (state.uuids.length) await removeMtty(target, state.uuids).catch(() => undefined);
   },
 };
+
+const MTTY_DEVICE: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1' };
+
+/** Every case of the suite in run order, for setup and for listing; `mockWhy` makes the mock's cases skips. */
+function dirtyCases(d: { mock: DeviceInfo; mtty: DeviceInfo; realWhy: string; mockWhy?: string; mttyOpen: () => Promise<{ iommufd: number; devid: number; ioas: number }> }): CaseDef<DirtyState>[] {
+  const onMock = (cs: CaseDef<DirtyState>[]) => (d.mockWhy ? skipCases(cs, d.mockWhy) : cs);
+  return [
+    ...onMock(iommufdCases(d.mock, d.realWhy) as CaseDef<DirtyState>[]),
+    mttyAccessCase(d.mtty, d.mttyOpen) as CaseDef<DirtyState>,
+    ...(type1Cases(d.mtty) as CaseDef<DirtyState>[]),
+    ...(dmaLoggingCases(d.mtty) as CaseDef<DirtyState>[]),
+    ...onMock(oracleCases(d.mock) as CaseDef<DirtyState>[]),
+    idleOracle(d.mtty),
+    {
+      id: 'dirty/oracle/real-device',
+      device: { driver: 'none', class: 'none', id: '-' },
+      async run() {
+        return { status: 'skip', reason: `${d.realWhy}; the three-way oracle (IOMMU HWPT vs device DMA logging vs type1) needs a device that really writes memory` };
+      },
+    },
+  ];
+}
 
 /**
  * The only cross-mechanism agreement this machine can show honestly: mtty watched by type1 (its

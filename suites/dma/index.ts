@@ -52,12 +52,13 @@ export interface DmaState {
   sysIommu: string;
   /** the IOMMU drivers' iommufd options the running kernel has (from /proc/config.gz) */
   iommuConfig: Set<string>;
+  /** patterns handed out on this target, so each differs from the last */
+  patterns: number;
 }
 
 /** A pattern that differs per call, so a stale buffer can never pass for a fresh transfer. */
-let seq = 0;
-function pattern(n: number): string {
-  const s = ++seq;
+function pattern(st: DmaState, n: number): string {
+  const s = ++st.patterns;
   return Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + s * 31 + (i >> 8)) & 0xff)).toString('hex');
 }
 
@@ -70,10 +71,11 @@ async function alloc(s: DmaState, length: number): Promise<number> {
 const memRead = async (s: DmaState, addr: number, length: number) => (await must(s.agent, 'mem_read', { addr, length })).data;
 const memWrite = (s: DmaState, addr: number, hex: string) => must(s.agent, 'mem_write', { addr, data: hex });
 
+/** The iommufd path: closes the group session first (a device is open through one path at a time). */
 async function openCdev(s: DmaState): Promise<CdevSession> {
   if (s.cdev) return s.cdev;
-  if (s.group) throw new HarnessError('edu is open through its group; the iommufd cases must run first');
   if (!s.edu.device.cdev) throw new HarnessError(`${s.edu.bdf} has no VFIO device cdev`);
+  await closeGroup(s);
   const r = await s.agent.request('open_cdev', { path: s.edu.device.cdev });
   if (!r.ok) throw new HarnessError(`opening ${s.edu.device.cdev} through iommufd failed at ${r.where ?? '?'}: ${r.err}`);
   s.cdev = { fd: new Iommufd(s.agent, r.iommufd), dev: r.dev, ioas: r.ioas, devid: r.devid, ptId: r.pt_id };
@@ -91,6 +93,12 @@ async function openGroup(s: DmaState): Promise<GroupSession> {
   s.group = { dev: r.dev, container: r.container, groupFd: r.group_fd };
   await new EduEngine(s.agent, s.group.dev).enableBusMaster();
   return s.group;
+}
+
+async function closeGroup(s: DmaState): Promise<void> {
+  if (!s.group) return;
+  for (const fd of [s.group.dev, s.group.groupFd, s.group.container]) await s.agent.request('close', { fd });
+  s.group = undefined;
 }
 
 async function closeCdev(s: DmaState): Promise<void> {
@@ -132,7 +140,7 @@ function expectedHwType(sysIommu: string, config: Set<string>): number | undefin
 
 /** RAM -> edu -> RAM through two IOVAs, both mapped: the second buffer must equal the first. */
 async function roundTrip(engine: EduEngine, s: DmaState, src: { iova: number; addr: number }, dst: { iova: number; addr: number }, n: number): Promise<{ sent: string; got: string; ms: number }> {
-  const sent = pattern(n);
+  const sent = pattern(s, n);
   await memWrite(s, src.addr, sent);
   await memWrite(s, dst.addr, '00'.repeat(n));
   const a = await engine.dma({ toRam: false, iova: src.iova, bufOffset: 0, count: n });
@@ -151,7 +159,7 @@ async function blockedWrite(engine: EduEngine, s: DmaState, ctx: CaseContext, io
   const src = await alloc(s, PAGE);
   const srcIova = iovaFor(15);
   const m = await mustMapCdevOrGroup(s, srcIova, src, PAGE);
-  await memWrite(s, src, pattern(EDU.MAX_DMA));
+  await memWrite(s, src, pattern(s, EDU.MAX_DMA));
   await engine.dma({ toRam: false, iova: srcIova, bufOffset: 0, count: EDU.MAX_DMA });
   await m.unmap();
   const mark = ctx.target.faultMark();
@@ -248,7 +256,7 @@ function iommufdCases(device: DeviceInfo): CaseDef<SuiteState>[] {
       const { dev } = await openCdev(s);
       const engine = new EduEngine(s.agent, dev);
       const ro = await alloc(s, PAGE);
-      const sent = pattern(EDU.MAX_DMA);
+      const sent = pattern(s, EDU.MAX_DMA);
       await memWrite(s, ro, sent);
       const m = await mustMapCdevOrGroup(s, iovaFor(6), ro, PAGE, true);
       // the device may read it ...
@@ -485,7 +493,7 @@ export const dmaSuite: Suite<SuiteState> = {
         : bound.why;
       return { state: { why }, cases: skipCases(CASES({ ...PLACEHOLDER, fingerprint: { bdf: found.bdf } }), why) };
     }
-    const state: DmaState = { agent, target, edu: bound, allocations: [], ...facts };
+    const state: DmaState = { agent, target, edu: bound, allocations: [], patterns: 0, ...facts };
     const engineId = await (async () => {
       const s = await openCdev(state);
       const id = await new EduEngine(agent, s.dev).id();
@@ -495,10 +503,11 @@ export const dmaSuite: Suite<SuiteState> = {
     const device: DeviceInfo = { ...PLACEHOLDER, fingerprint: { bdf: bound.bdf, iommu: facts.sysIommu, ...engineId } };
     return { state, cases: CASES(device) };
   },
+  list: () => CASES(PLACEHOLDER).map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, _target, agent) {
     if ('why' in state) return;
     await closeCdev(state);
-    if (state.group) for (const fd of [state.group.dev, state.group.groupFd, state.group.container]) await agent.request('close', { fd });
+    await closeGroup(state);
     for (const a of state.allocations) await agent.request('mem_free', { addr: a.addr, length: a.length });
     const r = await state.edu.manager.restore();
     if (!r.ok) throw new HarnessError(`edu ${state.edu.bdf}: its original driver binding was not restored: ${r.problems.join('; ')}`);

@@ -2,13 +2,13 @@ import type { CaseDef, Suite } from '../types.js';
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import { migrationCases, type MigState } from './cases.js';
-import { skipCases, type SetupResult } from '../types.js';
+import { skipCases, type CaseListing, type SetupResult } from '../types.js';
 import type { DeviceInfo } from '../../base/results/schema.js';
 import { createMtty, fingerprint, mttyInfo, openCdev, pciKind, removeMtty, type Fingerprint } from './devices.js';
 import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';
 import { readAll } from './steps.js';
-import { State } from './model.js';
+import { State, VALID_FLAG_SETS, flagsName } from './model.js';
 
 /**
  * The mtty types driven on a guest, each as a device of its own (results tell them apart by
@@ -16,6 +16,10 @@ import { State } from './model.js';
  * Appendix B). Both draw from one pool of 24 ports, so 2 + 2 instances always fit.
  */
 const MTTY_TYPES = ['mtty-2', 'mtty-1'] as const;
+/** the type the static listing names (listings show one device kind; both kinds run the same ids) */
+const MTTY_TYPE = 'mtty-2';
+/** STOP_COPY | P2P | PRE_COPY: what mtty advertises (environment.md, "Devices") */
+const MTTY_FLAGS = 0x7;
 
 /** One source/destination pair per device kind, in the order their cases run. */
 interface SuiteState { pairs: MigState[]; uuids: string[] }
@@ -51,6 +55,7 @@ export const migrationSuite: Suite<SuiteState> = {
     }
     return { state, cases };
   },
+  list: listMigrationCases,
   async teardown(state, target, agent) {
     if (!state) return; // every case was a skip: nothing was opened
     // After a restart the agent is closed and its fds went with its process: only the instances are left.
@@ -61,6 +66,19 @@ export const migrationSuite: Suite<SuiteState> = {
     if (state.uuids.length) await removeMtty(target, state.uuids);
   },
 };
+
+/**
+ * The arcs and most other cases follow from the device's migration flags: ids every valid flag set
+ * has are static, the others are listed for mtty (flags 0x7, the default device) and marked derived.
+ */
+function listMigrationCases(): CaseListing[] {
+  const device: DeviceInfo = { driver: 'mtty', class: 'sample', id: MTTY_TYPE };
+  const sets = VALID_FLAG_SETS.map((f) => new Set(migrationCases(f, device).map((c) => c.id)));
+  const from = `the device's migration flags (listed for ${MTTY_TYPE}, flags ${flagsName(MTTY_FLAGS)})`;
+  return migrationCases(MTTY_FLAGS, device).map((c) => (sets.every((s) => s.has(c.id))
+    ? { id: c.id, known: 'static' as const }
+    : { id: c.id, known: 'derived' as const, from }));
+}
 
 /**
  * No device was opened: every case is a skip (skipCases never reads the state) and teardown checks

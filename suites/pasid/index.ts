@@ -296,6 +296,8 @@ async function probeUnsupported(agent: AgentClient, mtty: PasidState['mtty'], mo
   return { kind: 'unsupported', probes };
 }
 
+const MOCK_LISTED: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: '-' };
+
 export const pasidSuite: Suite<PasidState> = {
   name: 'pasid',
   async setup(target: Target, agent: AgentClient) {
@@ -325,6 +327,7 @@ export const pasidSuite: Suite<PasidState> = {
     const vfio = vfioCases(mttyDev, emulatedWhy);
     return { state, cases: [...(mockWhy ? skipCases(mock, mockWhy) : mock), ...(mockWhy && uapi.attach_pasid ? skipCases(vfio, mockWhy) : vfio)] };
   },
+  list: () => [...mockCases(MOCK_LISTED), ...vfioCases(MOCK_LISTED, '')].map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, target, agent) {
     if (state.mode.kind === 'supported') await state.mode.fd.close();
     if (state.mtty) {

@@ -510,6 +510,7 @@ export const qemuMigrationSuite: Suite<QmState> & { machine: typeof machine } = 
     });
     return { state, cases };
   },
+  list: () => CASE_IDS.map((id) => ({ id, known: 'static' as const })),
   async teardown(state: QmState, target: Target): Promise<void> {
     // a case that threw half-way may leave a nested QEMU: end every one this suite started, by pid file
     await target.exec(`for f in ${state.env.work}/*.pid; do [ -f "$f" ] && kill -9 $(cat "$f") 2>/dev/null; done; true`, { timeoutMs: 10_000 }).catch(() => undefined);
