@@ -14,10 +14,10 @@ import { defaultSizedRun, shardsOf } from '../helpers/matrix.js';
 
 /**
  * The official KCIDB I/O schema (kernelci/kcidb-io, v5.3, GPL-2.0-or-later), exported as JSON with
- * that project's documented recipe. It is not in this repository: it sits in the steering repo's
- * shared/ (beside every clone, in CI too), or where VFIO_CONFORMANCE_KCIDB_SCHEMA points.
+ * that project's documented recipe, kept with its version and licence in test/fixtures/kcidb/ (a
+ * published schema is data: see its README); VFIO_CONFORMANCE_KCIDB_SCHEMA points at another.
  */
-const SCHEMA = process.env.VFIO_CONFORMANCE_KCIDB_SCHEMA ?? repoPath('..', 'shared', 'kcidb', 'kcidb-io.schema.v5.3.json');
+const SCHEMA = process.env.VFIO_CONFORMANCE_KCIDB_SCHEMA ?? repoPath('test', 'fixtures', 'kcidb', 'kcidb-io.schema.v5.3.json');
 
 type Doc = { version: unknown; checkouts: Record<string, unknown>[]; builds: Record<string, unknown>[]; tests: Record<string, unknown>[] };
 const addFormats = addFormatsModule as unknown as (a: Ajv) => Ajv;
@@ -26,7 +26,7 @@ const full = defaultSizedRun();
 const known = validateExpectations({ schema: 1, known: [{ id: 'migration/arc/*', status: 'fail', reason: 'a known kernel bug' }] });
 const opts = { origin: 'vfio_lab', gitUrl: 'https://example.org/linux.git', commit: 'a'.repeat(40), artifactsUrl: 'https://ci.example.org/jobs/7/artifacts/', expectations: known };
 
-const missing = `the KCIDB schema is not at ${SCHEMA} (put kcidb-io.schema.v5.3.json in shared/kcidb/, or set VFIO_CONFORMANCE_KCIDB_SCHEMA)`;
+const missing = `the KCIDB schema is not at ${SCHEMA} (test/fixtures/kcidb/, or set VFIO_CONFORMANCE_KCIDB_SCHEMA)`;
 
 t.test('every export validates against the official KCIDB schema', { skip: existsSync(SCHEMA) ? false : missing }, async (t) => {
   const schema = JSON.parse(readFileSync(SCHEMA, 'utf8')) as Record<string, unknown>;

@@ -200,7 +200,7 @@ t.test('outcome of one -r run', async (t) => {
 const tree = (ts: KtapTest[]) => ts.map((x) => [x.parent ?? '', x.name, x.status]);
 
 t.test('KUnit: tab-indented suites two levels deep give one result per subtest, each with its parent', async (t) => {
-  const r = parseKtap(fx('kunit-all_passed_nested.log'));
+  const r = parseKtap(fx('kunit-all_passed_nested.txt'));
   t.same(tree(r.tests), [
     ['sysctl_test', 'sysctl_test_dointvec_null_tbl_data', 'pass'],
     ['example', 'example_simple_test', 'pass'],
@@ -219,7 +219,7 @@ t.test('KUnit: tab-indented suites two levels deep give one result per subtest, 
 });
 
 t.test('KUnit: a failed expectation names where, and its suite fails', async (t) => {
-  const r = parseKtap(fx('kunit-failure.log'));
+  const r = parseKtap(fx('kunit-failure.txt'));
   const f = r.tests.find((x) => x.status === 'fail' && x.parent === 'example')!;
   t.equal(f.name, 'example_simple_test');
   t.equal(f.reason, 'EXPECTATION FAILED at lib/kunit/example-test.c:30');
@@ -230,16 +230,16 @@ t.test('KUnit: a failed expectation names where, and its suite fails', async (t)
 });
 
 t.test('KTAP v1 without # Subtest lines: the parent is the test point that closes the subtests', async (t) => {
-  t.same(tree(parseKtap(fx('kunit-failure-nested.log')).tests), [
+  t.same(tree(parseKtap(fx('kunit-failure-nested.txt')).tests), [
     ['subtest 1', 'test 1', 'pass'], ['', 'subtest 1', 'fail'], ['subtest 2', 'subsubtest 1', 'fail'], ['', 'subtest 2', 'fail'],
   ]);
-  const two = parseKtap(fx('kunit-ktap_output.log'));
+  const two = parseKtap(fx('kunit-ktap_output.txt'));
   t.same(tree(two.tests), [['suite', 'case_1', 'pass'], ['suite', 'case_2', 'pass'], ['suite', 'case_3', 'pass'], ['', 'suite', 'pass']], '2-space indents');
   t.equal(two.complete, true);
 });
 
 t.test('run_kselftest.sh wrapping without RUN lines, and a SKIP test point without a name', async (t) => {
-  const r = parseKtap(fx('kselftest-membarrier.log'));
+  const r = parseKtap(fx('kselftest-membarrier.txt'));
   t.same(tree(r.tests), [
     ['selftests: membarrier: membarrier_test_single_thread', 'sys_membarrier available', 'pass'],
     ['selftests: membarrier: membarrier_test_single_thread', 'sys membarrier invalid command test: command = -1, flags = 0, errno = 22. Failed as expected', 'pass'],
@@ -254,7 +254,7 @@ t.test('run_kselftest.sh wrapping without RUN lines, and a SKIP test point witho
 });
 
 t.test('a KUnit suite cut off: the subtests seen are kept, the stream is incomplete', async (t) => {
-  const lines = fx('kunit-all_passed_nested.log').split('\n');
+  const lines = fx('kunit-all_passed_nested.txt').split('\n');
   const r = parseKtap(lines.slice(0, lines.findIndex((l) => l.includes('ok 2 - example_mock_test')) + 1).join('\n'));
   t.same(tree(r.tests), [
     ['sysctl_test', 'sysctl_test_dointvec_null_tbl_data', 'pass'], ['example', 'example_simple_test', 'pass'], ['example', 'example_mock_test', 'pass'],
