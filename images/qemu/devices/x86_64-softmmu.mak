@@ -10,8 +10,3 @@ CONFIG_VIRTIO_IOMMU=y
 CONFIG_VIRTIO_9P=y
 CONFIG_EDU=y
 CONFIG_PCIE_PORT=y
-# ACPI_X86 always builds hw/acpi/cxl.c, which needs CXL's host code (QEMU 10.2 has no stub of
-# cxl_fmws_get_all_sorted): without CXL, whose "default y" --without-default-devices turns off,
-# qemu-system-x86_64 does not link. CXL depends on the PCI expander bridge.
-CONFIG_PXB=y
-CONFIG_CXL=y
