@@ -43,7 +43,8 @@ export async function runLogged(cmd: string, args: string[], o: RunLoggedOptions
     const lines = text.split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
-      if (!firstError && /(\berror\b|Error \d|\*\*\*|fatal:|No such file)/.test(line)) firstError = line.trim();
+      // 'error:' not a bare 'error': ninja's progress names files such as qapi-types-error.c
+      if (!firstError && /(\berror:|Error \d|\*\*\*|fatal:|No such file|undefined reference)/i.test(line)) firstError = line.trim();
       tail.push(line);
       if (tail.length > 20) tail = tail.slice(-20);
       o.onLine?.(line);

@@ -1,18 +1,19 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { getProfile } from '../harness/qemu/profiles.js';
-import { getArch } from '../harness/arch.js';
-import { prepare, decideAccel } from '../runner/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
+import { shellQuote } from '../harness/qemu/cmdline.js';
 import { HarnessError } from '../base/errors.js';
 import { cachePath } from '../base/paths.js';
-import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
-import type { AccelMode } from '../harness/qemu/accel.js';
+import { setUpGuests } from '../runner/guest-setup.js';
+import { GUEST_FLAGS, guestOptions, parseSeconds } from './guest-flags.js';
 
 const HELP = `vfio-conformance boot --profile P [options] -- CMD...
   Build or reuse the kernel and image, boot a guest behind profile P's IOMMU, run CMD in it over
   SSH, print its output, and exit with its exit code. The guest is always torn down.
   Console faults (Oops, WARN, KASAN, panic ...) seen during the run are printed on stderr.
+  CMD and its arguments reach the guest as they are, each one quoted for its shell, as a local
+  exec would pass them: for shell syntax, say so (-- sh -c 'ls /sys/class/iommu; echo done').
 
 Options:
   --profile P        machine profile (see 'vfio-conformance profiles'); default none
@@ -28,29 +29,28 @@ export async function bootCommand(argv: string[]): Promise<number> {
     args: argv,
     allowPositionals: true,
     options: {
-      profile: { type: 'string', default: 'none' }, kernel: { type: 'string', default: DEFAULT_KERNEL },
-      accel: { type: 'string', default: 'auto' }, module: { type: 'string', multiple: true },
-      logs: { type: 'string' }, timeout: { type: 'string', default: '600' }, 'boot-timeout': { type: 'string', default: '60' },
+      ...GUEST_FLAGS,
+      profile: { type: 'string', default: 'none' }, logs: { type: 'string' }, timeout: { type: 'string', default: '600' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) { process.stdout.write(`${HELP}\n`); return 0; }
   if (!positionals.length) throw new HarnessError('boot: no command given (usage: vfio-conformance boot --profile P -- CMD...)');
-  if (!['auto', 'kvm', 'tcg'].includes(values.accel!)) throw new HarnessError(`--accel must be auto, kvm or tcg, not '${values.accel}'`);
+  const o = guestOptions(values, 60);
+  const timeoutMs = parseSeconds('timeout', values.timeout!);
   const profile = getProfile(values.profile!);
-  const arch = getArch(profile.arch);
-  const p = await prepare({ kernel: values.kernel, arch, modules: values.module });
-  const accel = await decideAccel(values.accel as AccelMode, p, profile);
+  const { arch, prepared: p, accel } = await setUpGuests(o, [profile]);
   const logDir = values.logs ?? join(cachePath('boots'), `${new Date().toISOString().replace(/[:.]/g, '-')}-${profile.name}`);
   process.stderr.write(`boot: ${profile.name}, ${accel.accel} (${accel.reason}), logs in ${logDir}\n`);
   const guest = await QemuGuest.boot({
     arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
-    logDir, bootTimeoutMs: Number(values['boot-timeout']) * 1000,
+    logDir, bootTimeoutMs: o.bootTimeoutMs,
   });
   process.stderr.write(`boot: guest up in ${((guest.timing.sshMs ?? 0) / 1000).toFixed(2)} s\n`);
   try {
-    const r = await guest.exec(positionals.join(' '), {
-      timeoutMs: Number(values.timeout) * 1000,
+    // The guest's shell gets each argument quoted: `-- sh -c 'a; b'` runs what a local exec would.
+    const r = await guest.exec(shellQuote(positionals), {
+      timeoutMs,
       onStdout: (s) => process.stdout.write(s),
       onStderr: (s) => process.stderr.write(s),
     });

@@ -6,6 +6,8 @@ import { profilesCommand } from './profiles.js';
 import { runCommand } from './run.js';
 import { compareCommand } from './compare.js';
 import { replayCommand } from './replay.js';
+import { prepareCommand } from './prepare.js';
+import { toolInfo } from '../runner/run-info.js';
 import { qemuCommand } from './qemu.js';
 
 const USAGE = `vfio-conformance — a conformance harness for Linux VFIO live migration
@@ -15,6 +17,8 @@ Usage:
         Build the kernel, boot it behind each emulated IOMMU and run the suites.
   vfio-conformance kernel build [--kernel SPEC] [--json]
         Build (or find in the cache) the kernel under test.
+  vfio-conformance prepare [--arch ARCH ...] [--rootfs]
+        Build (or find in the cache) everything a guest boot needs: kernel, agent, selftests, image.
   vfio-conformance qemu build [--qemu SPEC] [--json]
         Build (or find in the cache) the QEMU under test, with our patch series.
   vfio-conformance boot --profile P [--kernel SPEC] -- CMD...
@@ -37,6 +41,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   compare: compareCommand,
   replay: replayCommand,
   kernel: kernelCommand,
+  prepare: prepareCommand,
   qemu: qemuCommand,
   boot: bootCommand,
   profiles: profilesCommand,
@@ -49,7 +54,8 @@ async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   if (cmd === '--version') {
-    process.stdout.write('vfio-conformance 0.1.0\n');
+    const tool = toolInfo();
+    process.stdout.write(`${tool.name} ${tool.version}\n`);
     return 0;
   }
   const fn = COMMANDS[cmd];
@@ -67,8 +73,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`vfio-conformance: ${e.oneLine()}\n`);
       if (process.env.VFIO_CONFORMANCE_DEBUG) process.stderr.write(`${e.stack}\n`);
       process.exitCode = e.exitCode;
-    } else if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`vfio-conformance: ${e.message} (see --help)\n`);
+    } else if (e instanceof Error && String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) {
+      // a flag parseArgs refused (unknown, missing its value, a value that looks like a flag): one line
+      process.stderr.write(`vfio-conformance: ${e.message.split('\n')[0]} (see --help)\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`vfio-conformance: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

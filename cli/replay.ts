@@ -1,23 +1,25 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { getProfile } from '../harness/qemu/profiles.js';
-import { getArch } from '../harness/arch.js';
-import { prepare, decideAccel } from '../runner/prepare.js';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
 import { AgentClient, formatExchange, type AgentReply } from '../harness/agent/client.js';
 import { readBundle } from '../runner/repro.js';
+import { HandleMap } from '../runner/replay-handles.js';
+import { setUpGuests } from '../runner/guest-setup.js';
 import { getSuite } from '../suites/registry.js';
 import { cachePath } from '../base/paths.js';
-import type { AccelMode } from '../harness/qemu/accel.js';
+import { parseAccel } from './guest-flags.js';
 
 const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]
   Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<case>/):
   boot the same kernel and profile, run the suite's setup, send the recorded agent requests in
   order and print each reply beside the recorded one. Console faults are printed at the end.
+  What the recording's replies created (fds, device and iommufd object ids, memory, IOVAs) is
+  renamed to what the replay's replies created, before a request that uses it is sent.
   Exit 0 when every reply matched the recording (the failure reproduced as recorded), 1 when a
   reply differed, 2 on a harness error.`;
 
-/** Replies are compared on what the kernel said, not on timing or fd numbers the agent allocates. */
+/** Replies are compared on what the kernel said, not on timing or the numbers handles got. */
 function sameReply(a: AgentReply | undefined, b: AgentReply | undefined): boolean {
   if (!a || !b) return a === b;
   return a.ok === b.ok && a.err === b.err;
@@ -31,23 +33,26 @@ export async function replayCommand(argv: string[]): Promise<number> {
   if (values.help || !positionals[0]) { process.stdout.write(`${HELP}\n`); return values.help ? 0 : 2; }
   const b = readBundle(positionals[0]);
   const profile = getProfile(b.profile);
-  const arch = getArch(profile.arch);
-  const p = await prepare({ kernel: b.env.kernelSpec, arch });
+  const { arch, prepared: p, accel } = await setUpGuests({ kernel: b.env.kernelSpec, accel: parseAccel(values.accel), bootTimeoutMs: 60_000 }, [profile]);
   if (p.kernel.release !== b.env.kernelRelease) process.stderr.write(`replay: note: kernel is ${p.kernel.release}, the bundle was recorded on ${b.env.kernelRelease}\n`);
   if (p.image.hash !== b.env.imageHash) process.stderr.write('replay: note: the image differs from the recorded one (agent or modules changed)\n');
-  const accel = await decideAccel(values.accel as AccelMode, p, profile);
   const logDir = values.logs ?? join(cachePath('replays'), `${new Date().toISOString().replace(/[:.]/g, '-')}-${profile.name}`);
   process.stderr.write(`replay: ${b.id} on ${profile.name} (${accel.accel}), logs in ${logDir}\n`);
   const g = await QemuGuest.boot({ arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir });
   let differ = 0;
   try {
     const agent = await AgentClient.start(g);
-    await getSuite(b.suite).setup(g, agent);
     agent.takeLog();
+    await getSuite(b.suite).setup(g, agent);
+    const handles = new HandleMap();
+    const diverged = handles.learnSetup(b.setup, agent.takeLog());
+    if (diverged) process.stderr.write(`replay: note: ${diverged}\n`);
     await g.mark(`replay ${b.id}`);
     for (const step of b.steps) {
-      const { id: _id, op, ...args } = step.request as { id: number; op: string };
+      const { id: _id, ...recorded } = step.request as { id: number; op: string };
       void _id;
+      const { request, changes } = handles.translate(recorded);
+      const { op, ...args } = request as { op: string };
       let reply: AgentReply | undefined;
       try {
         reply = await agent.request(op, args);
@@ -56,10 +61,12 @@ export async function replayCommand(argv: string[]): Promise<number> {
         differ++;
         break;
       }
+      handles.learn(request, step.reply, reply);
       const same = sameReply(reply, step.reply);
       if (!same) differ++;
-      const line = formatExchange({ request: step.request, reply, ms: 0 }).replace(/ \[0 ms\]$/, '');
-      process.stdout.write(`${same ? '  same  ' : '  DIFFERS'} ${line}${same ? '' : `\n          recorded: ${JSON.stringify(step.reply)}`}\n`);
+      const line = formatExchange({ request, reply, ms: 0 }).replace(/ \[0 ms\]$/, '');
+      const renamed = changes.length ? ` (recorded as ${changes.join(', ')})` : '';
+      process.stdout.write(`${same ? '  same  ' : '  DIFFERS'} ${line}${renamed}${same ? '' : `\n          recorded: ${JSON.stringify(step.reply)}`}\n`);
     }
     await g.waitExit(1000);
     for (const f of g.allFaults()) {

@@ -5,6 +5,7 @@ import { openQemu, type QemuBinary } from '../harness/qemu/binary.js';
 import { resolveProfile, type Profile } from '../harness/qemu/profiles.js';
 import { buildQemu, listQemuBuilds, QEMU_TARGETS } from '../images/qemu/build.js';
 import { HarnessError } from '../base/errors.js';
+import type { CaseResult } from '../base/results/schema.js';
 
 /** `--qemu system|built|PATH`: the host's QEMU, ours (built on demand, cached), or a binary or build dir. */
 export type QemuChoice = { kind: 'system' } | { kind: 'built' } | { kind: 'path'; path: string };
@@ -65,4 +66,16 @@ export async function qemuForProfiles(choice: QemuChoice, arch: Arch, profiles: 
     out.push(r.ok ? { profile: p, qemu } : { profile: p, skip: `${r.why} (${qemu.path}${p.qemu === 'built' ? '; this profile needs our patched QEMU: --qemu built' : ''})` });
   }
   return out;
+}
+
+/**
+ * The results of a profile no QEMU of this run can express: one skip per suite, at the id a suite
+ * whose setup cannot start reports on, with the reason, so the report shows the cell and why it is
+ * empty instead of leaving it out.
+ */
+export function unexpressibleResults(profile: string, suites: { name: string }[], why: string): CaseResult[] {
+  return suites.map((s) => ({
+    id: `${s.name}/setup`, suite: s.name, profile, device: { driver: 'none', class: 'none', id: '-' },
+    status: 'skip', reason: `profile ${profile} cannot run on this QEMU: ${why}`, durationMs: 0, faults: [], artifacts: {},
+  }));
 }

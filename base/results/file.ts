@@ -16,15 +16,16 @@ import { dirname, join, basename } from 'node:path';
 import { HarnessError } from '../errors.js';
 import {
   SCHEMA_VERSION,
-  STATUSES,
+  CaseResultShape,
+  RunInfoShape,
   type CaseResult,
   type ConsoleFault,
-  type DeviceClass,
   type DeviceInfo,
   type RunInfo,
   type RunResults,
   type Status,
 } from './schema.js';
+import { arrayOf, got, isObject, problemsOf } from './shape.js';
 
 export const RESULTS_FILE = 'results.json';
 
@@ -86,8 +87,7 @@ export class ResultsWriter {
   constructor(readonly runDir: string, runInfo: RunInfo) {
     this.path = join(runDir, RESULTS_FILE);
     const run = clone(runInfo);
-    const problems: string[] = [];
-    checkRun(run, 'run', problems);
+    const problems = problemsOf(RunInfoShape, run, 'run');
     if (problems.length > 0) throw validationError('invalid run info', problems);
     this.runInfo = run;
     mkdirSync(runDir, { recursive: true });
@@ -112,8 +112,7 @@ export class ResultsWriter {
   add(result: CaseResult): void {
     this.assertOpen('add a result');
     const copy = clone(result);
-    const problems: string[] = [];
-    checkCaseResult(copy, `results[${this.serialised.length}]`, problems);
+    const problems = problemsOf(CaseResultShape, copy, `results[${this.serialised.length}]`);
     if (problems.length > 0) throw validationError(`refusing to record result ${JSON.stringify(result?.id)}`, problems);
     this.serialised.push(`    ${indent(JSON.stringify(copy, null, 2), '    ')}`);
     this.resultCopies.push(copy);
@@ -145,8 +144,7 @@ export class ResultsWriter {
   }
 
   private setRun(next: RunInfo): void {
-    const problems: string[] = [];
-    checkRun(next, 'run', problems);
+    const problems = problemsOf(RunInfoShape, next, 'run');
     if (problems.length > 0) throw validationError('invalid run info', problems);
     const prev = this.runInfo;
     this.runInfo = next;
@@ -324,12 +322,13 @@ export function jsonErrorPosition(text: string): number {
 }
 
 /**
- * Validate a parsed results document (hand-written, no schema library). Unknown extra fields are
- * kept (forward-compatible additions within a schema version); missing or mistyped known fields are
- * errors naming their JSON path, e.g. `results[3].status: expected one of pass|fail|..., got "ok"`.
+ * Validate a parsed results document against the shapes schema.ts declares its types with. Unknown
+ * extra fields are kept (forward-compatible additions within a schema version); missing or mistyped
+ * known fields are errors naming their JSON path, e.g. `results[3].status: expected one of
+ * pass|fail|..., got "ok"`.
  */
 export function validateResults(obj: unknown, source = 'results'): RunResults {
-  if (!isObject(obj)) throw new HarnessError(`${source}: expected a JSON object with "schema", "run" and "results", got ${typeName(obj)}`);
+  if (!isObject(obj)) throw new HarnessError(`${source}: expected a JSON object with "schema", "run" and "results", ${got(obj)}`);
   if (!('schema' in obj)) {
     throw new HarnessError(`${source}: no "schema" field: not a vfio-conformance results file (this tool reads schema version ${SCHEMA_VERSION})`);
   }
@@ -343,200 +342,19 @@ export function validateResults(obj: unknown, source = 'results'): RunResults {
       : 'written by an older vfio-conformance; read it with that version or re-run';
     throw new HarnessError(`${source}: results schema version ${schema} found, this tool reads version ${SCHEMA_VERSION} (${hint})`);
   }
-  const problems: string[] = [];
-  checkRun(obj.run, 'run', problems);
-  if (!Array.isArray(obj.results)) {
-    problems.push(`results: expected an array, got ${typeName(obj.results)}`);
-  } else {
-    obj.results.forEach((r, i) => checkCaseResult(r, `results[${i}]`, problems));
-  }
+  const problems = [
+    ...problemsOf(RunInfoShape, obj.run, 'run'),
+    ...problemsOf(arrayOf(CaseResultShape), obj.results, 'results'),
+  ];
   if (problems.length > 0) throw validationError(source, problems);
   return obj as unknown as RunResults;
 }
 
 /** Validate one case result; throws like validateResults. `path` names it in messages. */
 export function validateCaseResult(obj: unknown, path = 'result'): CaseResult {
-  const problems: string[] = [];
-  checkCaseResult(obj, path, problems);
+  const problems = problemsOf(CaseResultShape, obj, path);
   if (problems.length > 0) throw validationError('invalid result', problems);
   return obj as CaseResult;
-}
-
-// --- field checkers: each pushes "<json path>: expected ..., got ..." --------------------------
-
-type Obj = Record<string, unknown>;
-type Problems = string[];
-
-function isObject(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return 'an object';
-  if (typeof v === 'undefined') return 'nothing (field missing)';
-  return `${typeof v} ${show(v)}`;
-}
-
-function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
-function got(v: unknown): string {
-  return v === undefined ? 'missing' : `got ${typeName(v)}`;
-}
-
-function key(path: string, k: string): string {
-  return /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k)}]`;
-}
-
-function obj(o: Obj, k: string, path: string, p: Problems, optional = false): Obj | undefined {
-  const v = o[k];
-  if (v === undefined && optional) return undefined;
-  if (!isObject(v)) {
-    p.push(`${key(path, k)}: expected an object, ${got(v)}`);
-    return undefined;
-  }
-  return v;
-}
-
-function str(o: Obj, k: string, path: string, p: Problems, opts: { optional?: boolean; nonEmpty?: boolean } = {}): void {
-  const v = o[k];
-  if (v === undefined && opts.optional) return;
-  if (typeof v !== 'string') p.push(`${key(path, k)}: expected a string, ${got(v)}`);
-  else if (opts.nonEmpty && v.length === 0) p.push(`${key(path, k)}: expected a non-empty string, got ""`);
-}
-
-function num(o: Obj, k: string, path: string, p: Problems, opts: { optional?: boolean; min?: number } = {}): void {
-  const v = o[k];
-  if (v === undefined && opts.optional) return;
-  if (typeof v !== 'number' || !Number.isFinite(v)) p.push(`${key(path, k)}: expected a number, ${got(v)}`);
-  else if (opts.min !== undefined && v < opts.min) p.push(`${key(path, k)}: expected a number >= ${opts.min}, got ${v}`);
-}
-
-function bool(o: Obj, k: string, path: string, p: Problems): void {
-  const v = o[k];
-  if (typeof v !== 'boolean') p.push(`${key(path, k)}: expected true or false, ${got(v)}`);
-}
-
-function oneOf(o: Obj, k: string, allowed: readonly string[], path: string, p: Problems, optional = false): void {
-  const v = o[k];
-  if (v === undefined && optional) return;
-  if (typeof v !== 'string' || !allowed.includes(v)) p.push(`${key(path, k)}: expected one of ${allowed.join('|')}, ${got(v)}`);
-}
-
-function strArray(o: Obj, k: string, path: string, p: Problems, optional = false): void {
-  const v = o[k];
-  if (v === undefined && optional) return;
-  if (!Array.isArray(v)) {
-    p.push(`${key(path, k)}: expected an array of strings, ${got(v)}`);
-    return;
-  }
-  v.forEach((s, i) => {
-    if (typeof s !== 'string') p.push(`${key(path, k)}[${i}]: expected a string, ${got(s)}`);
-  });
-}
-
-function arrayOf(o: Obj, k: string, path: string, p: Problems, each: (v: unknown, path: string, p: Problems) => void, optional = false): void {
-  const v = o[k];
-  if (v === undefined && optional) return;
-  if (!Array.isArray(v)) {
-    p.push(`${key(path, k)}: expected an array, ${got(v)}`);
-    return;
-  }
-  v.forEach((item, i) => each(item, `${key(path, k)}[${i}]`, p));
-}
-
-function checkRun(v: unknown, path: string, p: Problems): void {
-  if (!isObject(v)) {
-    p.push(`${path}: expected an object, ${got(v)}`);
-    return;
-  }
-  const tool = obj(v, 'tool', path, p);
-  if (tool) {
-    str(tool, 'name', key(path, 'tool'), p);
-    str(tool, 'version', key(path, 'tool'), p);
-  }
-  str(v, 'startedAt', path, p);
-  str(v, 'endedAt', path, p, { optional: true });
-  bool(v, 'complete', path, p);
-  const host = obj(v, 'host', path, p);
-  if (host) {
-    str(host, 'hostname', key(path, 'host'), p);
-    str(host, 'arch', key(path, 'host'), p);
-    num(host, 'cpus', key(path, 'host'), p, { min: 0 });
-  }
-  const qemu = obj(v, 'qemu', path, p, true);
-  if (qemu) {
-    str(qemu, 'version', key(path, 'qemu'), p);
-    str(qemu, 'binary', key(path, 'qemu'), p);
-  }
-  oneOf(v, 'accel', ['kvm', 'tcg'], path, p, true);
-  const kernel = obj(v, 'kernel', path, p, true);
-  if (kernel) {
-    for (const k of ['release', 'sourceId', 'configHash', 'arch']) str(kernel, k, key(path, 'kernel'), p);
-  }
-  strArray(v, 'profiles', path, p);
-  strArray(v, 'suites', path, p);
-  const target = obj(v, 'target', path, p);
-  if (target) {
-    oneOf(target, 'kind', ['qemu', 'ssh'], key(path, 'target'), p);
-    str(target, 'address', key(path, 'target'), p, { optional: true });
-  }
-  arrayOf(v, 'errors', path, p, (e, ep, pp) => {
-    if (!isObject(e)) return void pp.push(`${ep}: expected an object, ${got(e)}`);
-    str(e, 'profile', ep, pp, { optional: true });
-    str(e, 'message', ep, pp);
-    str(e, 'log', ep, pp, { optional: true });
-  });
-}
-
-const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'sample', 'emulated', 'none'];
-
-function checkDevice(v: unknown, path: string, p: Problems): void {
-  if (!isObject(v)) return void p.push(`${path}: expected an object, ${got(v)}`);
-  str(v, 'driver', path, p);
-  oneOf(v, 'class', DEVICE_CLASSES, path, p);
-  str(v, 'id', path, p);
-  obj(v, 'fingerprint', path, p, true);
-  arrayOf(v, 'modules', path, p, (m, mp, pp) => {
-    if (!isObject(m)) return void pp.push(`${mp}: expected an object, ${got(m)}`);
-    str(m, 'name', mp, pp);
-    str(m, 'srcversion', mp, pp, { optional: true });
-    str(m, 'sha256', mp, pp);
-  }, true);
-}
-
-function checkFault(v: unknown, path: string, p: Problems): void {
-  if (!isObject(v)) return void p.push(`${path}: expected an object, ${got(v)}`);
-  str(v, 'kind', path, p);
-  str(v, 'title', path, p);
-  str(v, 'step', path, p, { optional: true });
-  strArray(v, 'lines', path, p);
-}
-
-function checkCaseResult(v: unknown, path: string, p: Problems): void {
-  if (!isObject(v)) return void p.push(`${path}: expected an object, ${got(v)}`);
-  str(v, 'id', path, p, { nonEmpty: true });
-  str(v, 'suite', path, p);
-  str(v, 'profile', path, p);
-  if (!('device' in v)) p.push(`${key(path, 'device')}: expected an object, missing`);
-  else checkDevice(v.device, key(path, 'device'), p);
-  oneOf(v, 'status', STATUSES, path, p);
-  str(v, 'reason', path, p, { optional: true });
-  obj(v, 'observed', path, p, true);
-  obj(v, 'expected', path, p, true);
-  num(v, 'durationMs', path, p, { min: 0 });
-  arrayOf(v, 'faults', path, p, checkFault);
-  const artifacts = obj(v, 'artifacts', path, p);
-  if (artifacts) {
-    for (const [k, a] of Object.entries(artifacts)) {
-      if (typeof a !== 'string') p.push(`${key(key(path, 'artifacts'), k)}: expected a string (a path), ${got(a)}`);
-    }
-  }
-  strArray(v, 'log', path, p, true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,76 +2,93 @@
  * results.json, the canonical record of a run. Everything else (JUnit, HTML, compare, gating)
  * is derived from it; nothing derives results from anything else.
  * Bump SCHEMA_VERSION on any incompatible change; readers refuse other versions with a clear error.
+ *
+ * Each part is declared once, as a shape (./shape.ts): its type is inferred from it and the
+ * reader (./file.ts) validates with it.
  */
+import { arrayOf, bool, num, object, oneOf, optional, recordOf, str, unknownValue, type Infer } from './shape.js';
+
 export const SCHEMA_VERSION = 1;
 
 export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning';
 export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning'];
 
 export type DeviceClass = 'real' | 'sample' | 'emulated' | 'none';
+export const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'sample', 'emulated', 'none'];
 
-export interface DeviceInfo {
+export const DeviceInfoShape = object({
   /** mtty, vfio-pci, mlx5_vfio_pci ... ; 'none' for cases that need no device (kselftest, mock) */
-  driver: string;
-  class: DeviceClass;
+  driver: str(),
+  class: oneOf(DEVICE_CLASSES),
   /** mdev type (mtty-2) or PCI BDF or mdev UUID */
-  id: string;
+  id: str(),
   /** capability fingerprint: migration flags, data size, precopy, dma logging, hw info ... */
-  fingerprint?: Record<string, unknown>;
+  fingerprint: optional(recordOf(unknownValue())),
   /** out-of-tree modules that replaced in-tree ones (name, srcversion, sha256) */
-  modules?: { name: string; srcversion?: string; sha256: string }[];
-}
+  modules: optional(arrayOf(object({ name: str(), srcversion: optional(str()), sha256: str() }))),
+});
+export type DeviceInfo = Infer<typeof DeviceInfoShape>;
 
-export interface ConsoleFault {
-  kind: string; // oops | bug | warning | kasan | panic | hung-task | rcu-stall | ...
-  title: string;
+export const ConsoleFaultShape = object({
+  kind: str(), // oops | bug | warning | kasan | panic | hung-task | rcu-stall | ...
+  title: str(),
   /** the step marker that was current when the fault was printed */
-  step?: string;
-  lines: string[];
-}
+  step: optional(str()),
+  lines: arrayOf(str()),
+});
+export type ConsoleFault = Infer<typeof ConsoleFaultShape>;
 
-export interface CaseResult {
+export const CaseResultShape = object({
   /** stable id, e.g. migration/arc/STOP->STOP_COPY */
-  id: string;
-  suite: string;
-  profile: string;
-  device: DeviceInfo;
-  status: Status;
-  reason?: string;
+  id: str({ nonEmpty: true }),
+  suite: str(),
+  profile: str(),
+  device: DeviceInfoShape,
+  status: oneOf(STATUSES),
+  reason: optional(str()),
   /** what was observed (errno names, sizes, states) — compared across runs */
-  observed?: Record<string, unknown>;
+  observed: optional(recordOf(unknownValue())),
   /** what the contract expected, for failure messages */
-  expected?: Record<string, unknown>;
-  durationMs: number;
-  faults: ConsoleFault[];
-  artifacts: Record<string, string>;
+  expected: optional(recordOf(unknownValue())),
+  durationMs: num({ min: 0 }),
+  faults: arrayOf(ConsoleFaultShape),
+  artifacts: recordOf(str({ expected: 'a string (a path)' })),
   /** the step log of the case (agent requests and replies, in order) */
-  log?: string[];
-}
+  log: optional(arrayOf(str())),
+});
+export type CaseResult = Infer<typeof CaseResultShape>;
 
-export interface RunInfo {
-  tool: { name: string; version: string };
-  startedAt: string;
-  endedAt?: string;
+const QemuShape = object({
+  version: str(),
+  binary: str(),
+  origin: optional(oneOf(['system', 'built', 'path'])),
+  sourceId: optional(str()),
+  series: optional(object({ hash: str(), patches: arrayOf(str()) })),
+});
+
+export const RunInfoShape = object({
+  tool: object({ name: str(), version: str() }),
+  startedAt: str(),
+  endedAt: optional(str()),
   /** false while the run is still going or if it died half-way */
-  complete: boolean;
-  host: { hostname: string; arch: string; cpus: number };
+  complete: bool(),
+  host: object({ hostname: str(), arch: str(), cpus: num({ min: 0 }) }),
   /**
    * The QEMU the guests ran on: where it came from (the host's, ours built from images/qemu, a path),
    * and for ours its source and patch series, so an emulated capability is never taken for hardware.
    */
-  qemu?: { version: string; binary: string; origin?: 'system' | 'built' | 'path'; sourceId?: string; series?: { hash: string; patches: string[] } };
+  qemu: optional(QemuShape),
   /** profiles that ran on another QEMU than `qemu` (a profile that needs our patched QEMU), by profile */
-  profileQemu?: Record<string, { version: string; binary: string; origin?: 'system' | 'built' | 'path'; sourceId?: string; series?: { hash: string; patches: string[] } }>;
-  accel?: 'kvm' | 'tcg';
-  kernel?: { release: string; sourceId: string; configHash: string; arch: string };
-  profiles: string[];
-  suites: string[];
-  target: { kind: 'qemu' | 'ssh'; address?: string };
+  profileQemu: optional(recordOf(QemuShape)),
+  accel: optional(oneOf(['kvm', 'tcg'])),
+  kernel: optional(object({ release: str(), sourceId: str(), configHash: str(), arch: str() })),
+  profiles: arrayOf(str()),
+  suites: arrayOf(str()),
+  target: object({ kind: oneOf(['qemu', 'ssh']), address: optional(str()) }),
   /** harness errors that ended the run or a profile early */
-  errors: { profile?: string; message: string; log?: string }[];
-  [extra: string]: unknown;
-}
+  errors: arrayOf(object({ profile: optional(str()), message: str(), log: optional(str()) })),
+}, { open: true });
+export type RunInfo = Infer<typeof RunInfoShape>;
 
 export interface RunResults {
   schema: number;

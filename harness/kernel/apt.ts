@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, statSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { capture } from '../../base/proc.js';
@@ -92,6 +92,18 @@ export function parsePolicy(out: string): Map<string, string> {
   return m;
 }
 
+/** apt-cache's answers from one version of the lists (see PrivateApt.answers). */
+interface ListsAnswers {
+  /** mtime of the lists' `updated` stamp they came from */
+  listsAt: number;
+  /** package -> candidate version, null when the suite has none */
+  versions: Record<string, string | null>;
+  /** search regex -> package names */
+  searches: Record<string, string[]>;
+}
+
+const ANSWERS_FILE = 'candidates.json';
+
 /**
  * A private apt state in the harness cache: its own lists and sources, so fetching kernel sources
  * never touches the host's package state. `suite: 'machine'` mirrors the host's own sources;
@@ -153,28 +165,53 @@ export class PrivateApt {
    * cache: about a second), remembered until the lists are next updated.
    */
   async candidates(pkgs: string[]): Promise<Map<string, string>> {
-    const stamp = join(this.dir, 'updated');
-    const memo = join(this.dir, 'candidates.json');
-    const listsAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
-    let known: { listsAt: number; versions: Record<string, string | null> } = { listsAt, versions: {} };
-    try {
-      const m = JSON.parse(readFileSync(memo, 'utf8')) as typeof known;
-      if (m.listsAt === listsAt) known = m;
-    } catch { /* no memo yet */ }
+    const known = this.answers();
     const missing = pkgs.filter((p) => !(p in known.versions));
     if (missing.length) {
       const out = await capture('apt-cache', [...this.opts(), 'policy', ...missing], 'apt-cache policy');
       const found = parsePolicy(out);
       for (const p of missing) known.versions[p] = found.get(p) ?? null;
-      if (listsAt) writeFileSync(memo, JSON.stringify(known));
+      this.remember(known);
     }
     return new Map(pkgs.flatMap((p) => (known.versions[p] ? [[p, known.versions[p]!] as [string, string]] : [])));
   }
 
-  /** Package names matching a regex (apt-cache search --names-only). */
+  /** Package names matching a regex (apt-cache search --names-only), remembered like candidates. */
   async names(regex: string): Promise<string[]> {
+    const known = this.answers();
+    const memo = known.searches[regex];
+    if (memo) return memo;
     const out = await capture('apt-cache', [...this.opts(), 'search', '--names-only', regex], 'apt-cache search');
-    return out.split('\n').map((l) => l.split(' - ')[0]!.trim()).filter(Boolean);
+    const names = out.split('\n').map((l) => l.split(' - ')[0]!.trim()).filter(Boolean);
+    known.searches[regex] = names;
+    this.remember(known);
+    return names;
+  }
+
+  /**
+   * What apt-cache answered from the current lists. Its answers are a function of the lists alone,
+   * so they hold until update() fetches new lists (at most every 12 h, and then a new upload is
+   * seen at once): the memo is keyed by the time of that update and dropped when it changes.
+   */
+  private answers(): ListsAnswers {
+    const stamp = join(this.dir, 'updated');
+    const listsAt = existsSync(stamp) ? statSync(stamp).mtimeMs : 0;
+    try {
+      const m = JSON.parse(readFileSync(join(this.dir, ANSWERS_FILE), 'utf8')) as Partial<ListsAnswers>;
+      if (m.listsAt === listsAt && m.versions && typeof m.versions === 'object') {
+        return { listsAt, versions: m.versions, searches: m.searches && typeof m.searches === 'object' ? m.searches : {} };
+      }
+    } catch { /* none yet, or unreadable: asked again */ }
+    return { listsAt, versions: {}, searches: {} };
+  }
+
+  /** Keep the answers for the next process; lists never updated (listsAt 0) are not worth remembering. */
+  private remember(a: ListsAnswers): void {
+    if (!a.listsAt) return;
+    // Another harness process may read it at the same moment: it sees the old file or the new one.
+    const tmp = join(this.dir, `.${ANSWERS_FILE}.${process.pid}`);
+    writeFileSync(tmp, JSON.stringify(a));
+    renameSync(tmp, join(this.dir, ANSWERS_FILE));
   }
 
   /** Download a package file (not install) into dir; returns its path. */

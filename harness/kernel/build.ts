@@ -9,6 +9,7 @@ import { cachePath, cacheRoot } from '../../base/paths.js';
 import { hashParts, sha256, sha256File } from '../../base/hash.js';
 import { runLogged, capture, which } from '../../base/proc.js';
 import { Progress } from '../../base/progress.js';
+import { missingString, readCacheMeta } from './cache-meta.js';
 
 /**
  * Bump when the build recipe changes in a way that changes the output for the same inputs
@@ -58,15 +59,19 @@ function metaPath(dir: string): string {
   return join(dir, 'build.json');
 }
 
-function loadMeta(dir: string): KernelBuild | undefined {
-  const p = metaPath(dir);
-  if (!existsSync(p)) return undefined;
-  try {
-    const m = JSON.parse(readFileSync(p, 'utf8')) as KernelBuild;
-    return existsSync(m.image) && existsSync(join(m.headersDir, 'linux', 'vfio.h')) ? { ...m, cached: true } : undefined;
-  } catch {
+/**
+ * The build recorded in `dir`, when it is whole: its metadata parses and the image and uapi headers
+ * it names are there. Anything else is said (with `then`, what the caller does about it).
+ */
+export function loadMeta(dir: string, then: string, say?: (line: string) => void): KernelBuild | undefined {
+  const m = readCacheMeta<KernelBuild>(metaPath(dir), 'kernel', (b) => {
+    const field = missingString(b, ['key', 'release', 'image', 'headersDir', 'config']);
+    if (field) return field;
+    if (!existsSync(b.image)) return `its image ${b.image} is gone`;
+    if (!existsSync(join(b.headersDir, 'linux', 'vfio.h'))) return `its headers ${b.headersDir} are gone`;
     return undefined;
-  }
+  }, then, say);
+  return m && { ...m, cached: true };
 }
 
 async function makeEnv(): Promise<Record<string, string>> {
@@ -172,7 +177,7 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelBuild> {
   const key = hashParts({ source: src.id, arch: arch.name, fragments: fragHash, recipe: RECIPE }).slice(0, 16);
   const dir = src.mutable ? cachePath('trees', `${src.id}-${arch.name}`) : cachePath('kernels', `${src.id}-${arch.name}-${key}`);
   if (!src.mutable && !o.force) {
-    const hit = loadMeta(dir);
+    const hit = loadMeta(dir, 'rebuilding it (10-20 minutes)');
     if (hit) return hit;
   }
   await checkTools(arch);
@@ -223,7 +228,7 @@ export function listBuilds(): KernelBuild[] {
     const root = cachePath(sub);
     if (!existsSync(root)) continue;
     for (const d of readdirSync(root)) {
-      const m = loadMeta(join(root, d));
+      const m = loadMeta(join(root, d), 'not listed');
       if (m) out.push(m);
     }
   }

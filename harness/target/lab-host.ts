@@ -11,7 +11,7 @@ import { connectWithRetry, SshSession, type ExecOptions, type ExecResult, type S
 import { KnownHostsVerifier } from '../ssh/known-hosts.js';
 import { ConsoleWatcher, stepMarker } from '../watch/console.js';
 import { HarnessError } from '../../base/errors.js';
-import type { Target } from './target.js';
+import type { ClientQemu, Target } from './target.js';
 import type { ConsoleFault } from '../../base/results/schema.js';
 
 /** `ssh://USER@HOST[:PORT]` (USER defaults to root, PORT to 22; IPv6 as `[::1]`). */
@@ -106,6 +106,8 @@ export class LabHost implements Target {
   readonly kind = 'ssh' as const;
   readonly name: string;
   readonly facts: Record<string, string> = {};
+  /** the host's QEMU for the real-client suite, when the run named one (--qemu PATH) */
+  clientQemu?: ClientQemu;
   /** where the uploaded agent runs on the host (a private temp dir), when one was uploaded */
   agentPath?: string;
   /** the devices bound for this run (device class real), for suites that test them */

@@ -14,7 +14,7 @@ import { writeStepMarker } from './marker.js';
 import { HarnessError } from '../../base/errors.js';
 import { freePort } from './net.js';
 import { onShutdown } from '../../base/shutdown.js';
-import type { Target } from './target.js';
+import type { ClientQemu, Target } from './target.js';
 import type { ConsoleFault } from '../../base/results/schema.js';
 
 export const READY_MARKER = 'vfio-conformance: ready';
@@ -43,6 +43,8 @@ export interface GuestOptions {
    */
   qemuArgs?: string[];
   facts?: Record<string, string>;
+  /** what the run arranged for a suite's nested QEMU (see Target.clientQemu) */
+  clientQemu?: ClientQemu;
 }
 
 /** Every QEMU this process started, so an interrupt or a crash of the harness leaves none behind. */
@@ -59,6 +61,7 @@ export class QemuGuest implements Target {
   readonly kind = 'qemu' as const;
   readonly name: string;
   readonly facts: Record<string, string>;
+  readonly clientQemu?: ClientQemu;
   readonly consoleLog: string;
   readonly qemuLog: string;
   readonly argv: string[];
@@ -83,6 +86,7 @@ export class QemuGuest implements Target {
     this.consoleLog = join(o.logDir, 'console.log');
     this.qemuLog = join(o.logDir, 'qemu.log');
     this.facts = { profile: o.profile.name, accel: o.accel, arch: o.arch.name, ...(o.facts ?? {}) };
+    this.clientQemu = o.clientQemu;
   }
 
   static async boot(o: GuestOptions): Promise<QemuGuest> {

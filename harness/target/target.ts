@@ -4,6 +4,16 @@ import type { ConsoleFault } from '../../base/results/schema.js';
 import type { BoundDevice } from '../devices/manager.js';
 
 /**
+ * What the run did about a suite's need for a QEMU on the target (SuiteMachine.rootfs, --qemu):
+ * a binary to run there (a lab host's), a Debian rootfs served to the guest (the suite mounts it),
+ * or why this run has none. Absent: nothing was arranged; the suite looks for one itself.
+ */
+export type ClientQemu =
+  | { kind: 'binary'; path: string }
+  | { kind: 'rootfs'; key: string; qemuVersion: string }
+  | { kind: 'none'; reason: string };
+
+/**
  * What a suite sees of the machine under test, whether the harness booted it (QemuGuest) or it is
  * a lab host reached over SSH (LabHost). Suites never learn which, and never start anything.
  */
@@ -19,6 +29,8 @@ export interface Target {
   readonly agentPath?: string;
   /** real devices bound for the run (a lab host's --device list); empty or absent: suites use their emulated devices */
   readonly devices?: BoundDevice[];
+  /** the QEMU a suite may start on this machine as a device's client, as the run provided it */
+  readonly clientQemu?: ClientQemu;
 
   exec(cmd: string, o?: ExecOptions): Promise<ExecResult>;
   upload(data: Buffer, remotePath: string, mode?: number): Promise<void>;

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KernelBuild } from '../../harness/kernel/build.js';
+import { readCacheMeta } from '../../harness/kernel/cache-meta.js';
 import { hashParts } from '../../base/hash.js';
 import { HarnessError } from '../../base/errors.js';
 import { runLogged } from '../../base/proc.js';
@@ -59,17 +60,15 @@ function cacheKey(kernel: KernelBuild): string {
 }
 
 function loadCached(dir: string): SelftestBuild | undefined {
-  const p = join(dir, 'build.json');
-  if (!existsSync(p)) return undefined;
-  try {
-    const m = JSON.parse(readFileSync(p, 'utf8')) as Manifest;
-    if (!m.binaries.every((b) => existsSync(b.path))) return undefined;
-    const manifest = join(dir, 'manifest.json');
-    if (!existsSync(manifest)) return undefined;
-    return { ...m, error: m.errors[0] && { message: m.errors[0].message, log: m.errors[0].log }, manifest, cached: true };
-  } catch {
-    return undefined;
-  }
+  const manifest = join(dir, 'manifest.json');
+  const m = readCacheMeta<Manifest>(join(dir, 'build.json'), 'kselftest', (x) => {
+    if (!Array.isArray(x.binaries) || !Array.isArray(x.errors)) return 'no binaries and errors lists';
+    const gone = x.binaries.find((b) => typeof b?.path !== 'string' || !existsSync(b.path));
+    if (gone) return `program ${gone.name ?? '?'} is gone`;
+    return existsSync(manifest) ? undefined : 'no manifest.json';
+  }, 'building the selftests again');
+  if (!m) return undefined;
+  return { ...m, error: m.errors[0] && { message: m.errors[0].message, log: m.errors[0].log }, manifest, cached: true };
 }
 
 /** Executables make left in OUTPUT (not objects, not the libvfio folder, not .d files). */

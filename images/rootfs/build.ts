@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, closeSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, openSync, closeSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { machineSources, mainMirror, type AptSource } from '../../harness/kernel/apt.js';
+import { missingString, readCacheMeta } from '../../harness/kernel/cache-meta.js';
 import { HarnessError } from '../../base/errors.js';
 import { cachePath } from '../../base/paths.js';
 import { hashParts } from '../../base/hash.js';
@@ -108,19 +109,46 @@ async function ensureDebootstrap(): Promise<string> {
   return now;
 }
 
-/** A lock file so two harness processes never debootstrap the same tree at once. */
-async function withLock<T>(path: string, fn: () => Promise<T>, timeoutMs = 20 * 60_000): Promise<T> {
+export interface LockOptions {
+  /** how long to wait for another holder (default 20 min: a debootstrap) */
+  timeoutMs?: number;
+  /** a lock file older than this belongs to a process that died (default: timeoutMs) */
+  staleMs?: number;
+  pollMs?: number;
+}
+
+/**
+ * A lock file so two harness processes never debootstrap the same tree at once. Only "it exists"
+ * (EEXIST) means another process holds it; any other error of creating it (EACCES, EROFS, ENOSPC,
+ * a missing folder) is this process's problem and is said at once, since waiting cannot mend it.
+ */
+export async function withLock<T>(path: string, fn: () => Promise<T>, o: LockOptions = {}): Promise<T> {
+  const timeoutMs = o.timeoutMs ?? 20 * 60_000;
+  const staleMs = o.staleMs ?? timeoutMs;
   const end = Date.now() + timeoutMs;
+  const fail = (what: string, e: unknown) => new HarnessError(
+    `cannot ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   for (;;) {
     try {
       closeSync(openSync(path, 'wx'));
       break;
-    } catch {
-      // A lock older than the timeout belongs to a process that died.
-      try { if (Date.now() - statSync(path).mtimeMs > timeoutMs) { rmSync(path, { force: true }); continue; } } catch { continue; }
-      if (Date.now() > end) throw new HarnessError(`rootfs: ${path} still locked after ${timeoutMs / 60_000} min`);
-      await new Promise((r) => setTimeout(r, 2000));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fail('create the lock', e);
     }
+    let age: number;
+    try {
+      age = Date.now() - statSync(path).mtimeMs;
+    } catch (e) {
+      // released between our open and our stat: try again at once
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw fail('read the lock', e);
+    }
+    if (age > staleMs) {
+      try { rmSync(path, { force: true }); } catch (e) { throw fail('remove the stale lock', e); }
+      continue;
+    }
+    if (Date.now() >= end) throw new HarnessError(`${path} still locked after ${Math.round(timeoutMs / 1000)} s (held by another harness process)`);
+    await new Promise((r) => setTimeout(r, Math.min(o.pollMs ?? 2000, Math.max(1, end - Date.now()))));
   }
   try {
     return await fn();
@@ -138,11 +166,19 @@ export async function buildRootfs(recipe: RootfsRecipe = QEMU_ROOTFS, sources: A
   const key = rootfsKey(recipe);
   const base = cachePath('rootfs', `debian-${recipe.suite}-${key}`);
   const meta = join(base, 'rootfs.json');
-  const read = (): Rootfs => ({ ...(JSON.parse(readFileSync(meta, 'utf8')) as Rootfs), cached: true });
-  if (existsSync(meta)) return read();
+  const read = (): Rootfs | undefined => {
+    const r = readCacheMeta<Rootfs>(meta, 'rootfs', (x) => missingString(x, ['dir', 'key', 'qemuVersion'])
+      ?? (existsSync(x.dir) ? undefined : `its tree ${x.dir} is gone`), 'building it again');
+    return r && { ...r, cached: true };
+  };
+  const absent = !existsSync(meta);
+  const hit = read();
+  if (hit) return hit;
   mkdirSync(base, { recursive: true });
   return withLock(join(base, 'lock'), async () => {
-    if (existsSync(meta)) return read();
+    // another process may have built it while we waited
+    const built = absent && existsSync(meta) ? read() : undefined;
+    if (built) return built;
     const mirror = mainMirror(sources).uri;
     const debootstrap = await ensureDebootstrap();
     const root = join(base, 'root');

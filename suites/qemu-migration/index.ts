@@ -46,7 +46,7 @@ export interface QmState {
   source: DeviceSource;
 }
 
-/** What the harness must give the guest this suite runs in (cli/run.ts honours it; see the report). */
+/** What the harness must give the guest this suite runs in (runner/suite-machine.ts provides it; see the report). */
 export const machine = { rootfs: 'debian-qemu' as const, memMiB: NESTED_MEM_MIB, smp: 2 };
 
 /** QEMU's own figures of a finished migration. */

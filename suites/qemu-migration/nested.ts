@@ -53,7 +53,8 @@ export async function detectClient(target: Target): Promise<ClientEnv> {
   const tags = await target.exec('cat /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag 2>/dev/null | tr "\\0" "\\n"', { timeoutMs: 10_000 });
   let prefix = '';
   let kind: ClientEnv['kind'] = 'host';
-  let qemu = target.facts.qemu ?? 'qemu-system-x86_64';
+  const given = target.clientQemu;
+  let qemu = given?.kind === 'binary' ? given.path : 'qemu-system-x86_64';
   if (tags.stdout.split(/\s+/).includes(ROOTFS_TAG)) {
     const R = ROOTFS_GUEST_DIR;
     await sh(target, [
@@ -73,7 +74,7 @@ export async function detectClient(target: Target): Promise<ClientEnv> {
       ...base,
       missing: kind === 'nested'
         ? `the rootfs share is mounted but its QEMU does not run: ${v.stderr.trim().split('\n').pop()}`
-        : target.facts.clientMissing ?? `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or give a lab host's QEMU >= 8.0 with --qemu PATH`,
+        : given?.kind === 'none' ? given.reason : `no QEMU on the target (${qemu}): boot the guest with the Debian rootfs (images/rootfs; the suite's machine requirement) or give a lab host's QEMU >= 8.0 with --qemu PATH`,
     };
   }
   const version = parseQemuVersion(v.stdout);

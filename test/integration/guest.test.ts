@@ -57,7 +57,7 @@ t.test('every x86 profile boots, shows its IOMMU, has /dev/iommu and /dev/vfio, 
 });
 
 t.test('a guest that panics: the harness reports the panic with its lines, exits non-zero, leaves no QEMU', async (t) => {
-  const sub = execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'panic'), '--', 'echo c > /proc/sysrq-trigger'], { reject: false });
+  const sub = execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'panic'), '--', 'sh', '-c', 'echo c > /proc/sysrq-trigger'], { reject: false });
   const r = await sub;
   t.not(r.exitCode, 0, 'non-zero exit');
   t.match(r.stderr, /console fault \(panic\) Kernel panic - not syncing: sysrq triggered crash/);
@@ -67,9 +67,15 @@ t.test('a guest that panics: the harness reports the panic with its lines, exits
 });
 
 t.test('boot runs a command and returns its exit code and output', async (t) => {
-  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'cmd'), '--', 'uname -r; exit 7'], { reject: false });
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'cmd'), '--', 'sh', '-c', 'uname -r; exit 7'], { reject: false });
   t.equal(r.exitCode, 7);
   t.match(r.stdout, /^\d+\.\d+/);
+});
+
+t.test('boot keeps argument boundaries, as a local exec would', async (t) => {
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--logs', join(logs, 'args'), '--', 'printf', '[%s]\\n', 'a b', "it's", '', '$HOME;'], { reject: false });
+  t.equal(r.exitCode, 0, r.stderr);
+  t.equal(r.stdout, "[a b]\n[it's]\n[]\n[$HOME;]", '(execa drops the last newline)');
 });
 
 t.test('bad input: one clear line, exit 2, no QEMU', async (t) => {
@@ -110,7 +116,7 @@ t.test('--module puts a driver developer\'s module in place of the in-tree one, 
   t.ok(src, 'srcversion recorded');
   const inTree = await execa('modinfo', ['-F', 'srcversion', '-b', p.kernel.modulesDir, '-k', p.kernel.release, 'mtty'], { reject: false });
   t.not(src, inTree.stdout.trim(), 'differs from the in-tree module');
-  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--module', mine, '--logs', join(logs, 'module'), '--', 'modprobe mtty && cat /sys/module/mtty/srcversion'], { reject: false });
+  const r = await execa('node', [cli, 'boot', '--profile', 'none', '--accel', 'tcg', '--module', mine, '--logs', join(logs, 'module'), '--', 'sh', '-c', 'modprobe mtty && cat /sys/module/mtty/srcversion'], { reject: false });
   t.equal(r.exitCode, 0, r.stderr);
   t.equal(r.stdout.trim(), src, 'the guest loaded the out-of-tree module');
   const bad = await execa('node', [cli, 'boot', '--module', '/nonexistent/x.ko', '--', 'true'], { reject: false });

@@ -1,5 +1,9 @@
 import t from 'tap';
-import { parseDeb822, parseOneLine, mainMirror, parsePolicy } from '../../harness/kernel/apt.js';
+import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { parseDeb822, parseOneLine, mainMirror, parsePolicy, PrivateApt } from '../../harness/kernel/apt.js';
 import { HarnessError } from '../../base/errors.js';
 
 const deb822 = `Types: deb
@@ -43,4 +47,51 @@ t.test('apt-cache policy for several packages: candidates by name, arch suffix d
     'nosuch:', '  Installed: (none)', '  Candidate: (none)', '',
   ].join('\n');
   t.same([...parsePolicy(out)], [['busybox-static', '1:1.35.0-4+deb12u1+b1'], ['libc6', '2.36-9+deb12u14']]);
+});
+
+/**
+ * A private apt state whose lists are written here, not fetched: apt-cache reads them as it reads
+ * downloaded ones. `stamp` is when update() last fetched them.
+ */
+async function listsOnDisk(versions: Record<string, string>, stampAt: Date): Promise<PrivateApt> {
+  const apt = new PrivateApt('unstable', [{ uri: 'http://mirror.example/debian', suites: ['bookworm'], components: ['main'] }]);
+  const debArch = (await execa('dpkg', ['--print-architecture'])).stdout.trim();
+  const lists = join(apt.dir, 'lists');
+  mkdirSync(lists, { recursive: true });
+  writeFileSync(join(lists, 'mirror.example_debian_dists_unstable_InRelease'), 'Origin: Debian\nSuite: unstable\nComponents: main\n');
+  writeFileSync(join(lists, `mirror.example_debian_dists_unstable_main_binary-${debArch}_Packages`), Object.entries(versions).map(([p, v]) => [
+    `Package: ${p}`, `Version: ${v}`, 'Architecture: all', 'Description: kernel source', `Filename: pool/main/l/linux/${p}_${v}_all.deb`, 'Size: 1', '',
+  ].join('\n')).join('\n'));
+  writeFileSync(join(apt.dir, 'updated'), stampAt.toISOString());
+  utimesSync(join(apt.dir, 'updated'), stampAt, stampAt);
+  return apt;
+}
+
+t.test('apt-cache answers are kept until the lists change: a repeat asks nothing, a new upload is seen after the next update', async (t) => {
+  process.env.VFIO_CONFORMANCE_CACHE = mkdtempSync(join(tmpdir(), 'vfioc-apt-'));
+  t.teardown(() => { delete process.env.VFIO_CONFORMANCE_CACHE; });
+  const fetched = new Date(Date.now() - 3600_000);
+  const re = '^linux-source-[0-9]+\\.[0-9]+$';
+  let apt = await listsOnDisk({ 'linux-source-7.1': '7.1.3-1', 'linux-source-7.2': '7.2.13-1' }, fetched);
+  await apt.update();
+  t.same((await apt.names(re)).sort(), ['linux-source-7.1', 'linux-source-7.2']);
+  t.equal(await apt.candidate('linux-source-7.2'), '7.2.13-1');
+  t.equal(await apt.candidate('linux-source-9.9'), undefined, 'a package the suite lacks');
+
+  // New lists on disk, but update() has not fetched them (the stamp is the same): the answers stand,
+  // so no apt-cache ran for them (it would have seen 7.3).
+  apt = await listsOnDisk({ 'linux-source-7.2': '7.2.14-1', 'linux-source-7.3': '7.3.1-1' }, fetched);
+  const t0 = performance.now();
+  t.same((await apt.names(re)).sort(), ['linux-source-7.1', 'linux-source-7.2'], 'remembered search');
+  t.equal(await apt.candidate('linux-source-7.2'), '7.2.13-1', 'remembered candidate');
+  t.ok(performance.now() - t0 < 200, 'answered without loading the package cache');
+
+  // The next update (the stamp moves): the upload is noticed.
+  apt = await listsOnDisk({ 'linux-source-7.2': '7.2.14-1', 'linux-source-7.3': '7.3.1-1' }, new Date());
+  t.same((await apt.names(re)).sort(), ['linux-source-7.2', 'linux-source-7.3']);
+  t.equal(await apt.candidate('linux-source-7.2'), '7.2.14-1');
+
+  // A memo that is not JSON (a crash mid-write on an old version, a hand edit) is asked again.
+  writeFileSync(join(apt.dir, 'candidates.json'), '{"listsAt": 1, "versi');
+  t.equal(await apt.candidate('linux-source-7.3'), '7.3.1-1');
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { repoPath } from '../../base/paths.js';
-import { parseKtap, parseTestList, type KtapTest } from '../../suites/kselftest/ktap.js';
+import { parseKtap, parseTestList, parseTestPoint, type KtapTest } from '../../suites/kselftest/ktap.js';
 import { outcomeOf } from '../../suites/kselftest/index.js';
 
 // Real output of the 7.2.13 selftests (see test/fixtures/ktap/README.md), and variants derived from it.
@@ -195,4 +195,100 @@ t.test('outcome of one -r run', async (t) => {
   t.match(outcomeOf('x.y', undefined, { code: 137, out: '', killed: true }), { status: 'error', reason: /killed after 40 s/ });
   const cut = parseKtap(KILLED).tests.pop();
   t.match(outcomeOf(cut!.name, cut, { code: 137, out: KILLED, killed: true }), { status: 'error', reason: /killed after 40 s \(stream ended while running\)/ });
+});
+
+const tree = (ts: KtapTest[]) => ts.map((x) => [x.parent ?? '', x.name, x.status]);
+
+t.test('KUnit: tab-indented suites two levels deep give one result per subtest, each with its parent', async (t) => {
+  const r = parseKtap(fx('kunit-all_passed_nested.log'));
+  t.same(tree(r.tests), [
+    ['sysctl_test', 'sysctl_test_dointvec_null_tbl_data', 'pass'],
+    ['example', 'example_simple_test', 'pass'],
+    ['example', 'example_mock_test', 'pass'],
+    ['sysctl_test', 'example', 'pass'],
+    ['sysctl_test', 'sysctl_test_dointvec_table_len_is_zero', 'pass'],
+    ['sysctl_test', 'sysctl_test_dointvec_table_read_but_position_set', 'pass'],
+    ['', 'sysctl_test', 'pass'],
+    ['example', 'example_simple_test', 'pass'],
+    ['example', 'example_mock_test', 'pass'],
+    ['', 'example', 'pass'],
+  ]);
+  t.equal(r.planned, 2);
+  t.equal(r.complete, true);
+  t.same(r.garbage, ['\tinit_suite', '\tkunit example: all tests passed', 'kunit sysctl_test: all tests passed', 'init_suite', 'kunit example: all tests passed']);
+});
+
+t.test('KUnit: a failed expectation names where, and its suite fails', async (t) => {
+  const r = parseKtap(fx('kunit-failure.log'));
+  const f = r.tests.find((x) => x.status === 'fail' && x.parent === 'example')!;
+  t.equal(f.name, 'example_simple_test');
+  t.equal(f.reason, 'EXPECTATION FAILED at lib/kunit/example-test.c:30');
+  t.ok(f.lines.includes('\tExpected 1 + 1 == 3, but'), 'the expectation\'s own lines stay with the test');
+  t.same(tree(r.tests.filter((x) => !x.parent)), [['', 'sysctl_test', 'pass'], ['', 'example', 'fail']]);
+  t.equal(r.tests.filter((x) => x.parent === 'sysctl_test').length, 8);
+  t.equal(r.complete, true);
+});
+
+t.test('KTAP v1 without # Subtest lines: the parent is the test point that closes the subtests', async (t) => {
+  t.same(tree(parseKtap(fx('kunit-failure-nested.log')).tests), [
+    ['subtest 1', 'test 1', 'pass'], ['', 'subtest 1', 'fail'], ['subtest 2', 'subsubtest 1', 'fail'], ['', 'subtest 2', 'fail'],
+  ]);
+  const two = parseKtap(fx('kunit-ktap_output.log'));
+  t.same(tree(two.tests), [['suite', 'case_1', 'pass'], ['suite', 'case_2', 'pass'], ['suite', 'case_3', 'pass'], ['', 'suite', 'pass']], '2-space indents');
+  t.equal(two.complete, true);
+});
+
+t.test('run_kselftest.sh wrapping without RUN lines, and a SKIP test point without a name', async (t) => {
+  const r = parseKtap(fx('kselftest-membarrier.log'));
+  t.same(tree(r.tests), [
+    ['selftests: membarrier: membarrier_test_single_thread', 'sys_membarrier available', 'pass'],
+    ['selftests: membarrier: membarrier_test_single_thread', 'sys membarrier invalid command test: command = -1, flags = 0, errno = 22. Failed as expected', 'pass'],
+    ['', 'selftests: membarrier: membarrier_test_single_thread', 'pass'],
+    ['selftests: membarrier: membarrier_test_multi_thread', 'sys_membarrier available', 'pass'],
+    ['selftests: membarrier: membarrier_test_multi_thread', 'sys membarrier invalid command test: command = -1, flags = 0, errno = 22. Failed as expected', 'pass'],
+    ['', 'selftests: membarrier: membarrier_test_multi_thread', 'pass'],
+    ['', '', 'skip'],
+  ]);
+  t.equal(r.tests[6]!.reason, 'selftests: membarrier: membarrier_test_multi_thread');
+  t.equal(r.complete, true);
+});
+
+t.test('a KUnit suite cut off: the subtests seen are kept, the stream is incomplete', async (t) => {
+  const lines = fx('kunit-all_passed_nested.log').split('\n');
+  const r = parseKtap(lines.slice(0, lines.findIndex((l) => l.includes('ok 2 - example_mock_test')) + 1).join('\n'));
+  t.same(tree(r.tests), [
+    ['sysctl_test', 'sysctl_test_dointvec_null_tbl_data', 'pass'], ['example', 'example_simple_test', 'pass'], ['example', 'example_mock_test', 'pass'],
+  ]);
+  t.equal(r.complete, false);
+});
+
+t.test('test points as TAP writes them', async (t) => {
+  t.same(parseTestPoint('ok 1 - a \\# b # TODO not yet'), { ok: true, number: 1, name: 'a # b', directive: 'TODO', text: 'not yet' });
+  t.same(parseTestPoint('not ok 12 x # ERROR could not set up'), { ok: false, number: 12, name: 'x', directive: 'ERROR', text: 'could not set up' });
+  t.same(parseTestPoint('ok 3 # SKIP why'), { ok: true, number: 3, name: '', directive: 'SKIP', text: 'why' });
+  t.same(parseTestPoint('ok foo # skip lower case'), { ok: true, number: undefined, name: 'foo', directive: 'SKIP', text: 'lower case' });
+  t.same(parseTestPoint('ok 5 foo # a remark'), { ok: true, number: 5, name: 'foo', directive: undefined, text: 'a remark' });
+  t.same(parseTestPoint('ok 6 f#g'), { ok: true, number: 6, name: 'f#g', directive: undefined, text: '' }, 'a # inside a word is the name');
+  t.same(parseTestPoint('ok'), { ok: true, number: undefined, name: '', directive: undefined, text: '' });
+  t.equal(parseTestPoint('okay 1 x'), undefined);
+  t.equal(parseTestPoint('# ok 1 x'), undefined);
+});
+
+t.test('directives, a YAML block and Bail out!', async (t) => {
+  const r = parseKtap([
+    'TAP version 13', '1..4',
+    'not ok 1 t1 # TODO flaky on TCG',
+    'not ok 2 t2 # ERROR no device',
+    'not ok 3 t3', '  ---', '  message: "bad errno"', '  got: EINVAL', '  ...',
+    '#  RUN           f.t4 ...', 'Bail out! cannot open /dev/vfio/vfio',
+  ].join('\n'));
+  t.same(brief(r.tests), [
+    { name: 't1', status: 'pass', reason: 'todo: flaky on TCG' },
+    { name: 't2', status: 'error', reason: 'error: no device' },
+    { name: 't3', status: 'fail', reason: 'not ok' },
+    { name: 'f.t4', status: 'error', reason: 'bailed out: cannot open /dev/vfio/vfio' },
+  ]);
+  t.same(r.tests[2]!.lines.slice(1), ['  ---', '  message: "bad errno"', '  got: EINVAL', '  ...'], 'the YAML block belongs to its test point');
+  t.same(r.garbage, [], 'a YAML block is not garbage');
+  t.equal(r.complete, false, 'a bail out is never complete');
 });

@@ -138,7 +138,7 @@ function labHost(o: { devices?: BoundDevice[]; qemuVersion?: string; channel?: (
     [/halt\.bin/, { stdout: '' }],
   ];
   return {
-    kind: 'ssh', name: 'lab1', facts: { qemu: '/opt/qemu/bin/qemu-system-x86_64' }, devices: o.devices, cmds, channels,
+    kind: 'ssh', name: 'lab1', facts: {}, clientQemu: { kind: 'binary', path: '/opt/qemu/bin/qemu-system-x86_64' }, devices: o.devices, cmds, channels,
     async exec(cmd: string) {
       cmds.push(cmd);
       const a = answers.find(([re]) => re.test(cmd))?.[1] ?? { code: 127, stderr: 'not found' };

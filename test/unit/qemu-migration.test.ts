@@ -212,6 +212,15 @@ t.test('suite on a target without QEMU: skipped, saying how to get one', async (
   t.match(o.reason, /no QEMU on the target.*rootfs/);
 });
 
+t.test('suite told by the run that this target has no client QEMU: skipped with the run\'s reason', async (t) => {
+  const why = 'the nested QEMU is built for x86_64 guests only; on arm64 it runs on a lab host with --target and --qemu';
+  const target: Target = { ...fakeTarget([[/mount_tag/, { stdout: '' }]]), clientQemu: { kind: 'none', reason: why } };
+  const s = await qemuMigrationSuite.setup(target, {} as AgentClient);
+  const o = await s.cases[0]!.run(s.state, ctx(target));
+  t.equal(o.status, 'skip');
+  t.equal(o.reason, why);
+});
+
 t.test('suite in a guest with the rootfs share: mounts it and runs QEMU under chroot', async (t) => {
   const target = fakeTarget([
     [/mount_tag/, { stdout: 'vfioc-rootfs\n' }],

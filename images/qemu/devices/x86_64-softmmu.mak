@@ -10,3 +10,8 @@ CONFIG_VIRTIO_IOMMU=y
 CONFIG_VIRTIO_9P=y
 CONFIG_EDU=y
 CONFIG_PCIE_PORT=y
+# The board selects ACPI_CXL, whose cxl.c calls into hw/cxl; the CXL core is "default y if
+# PCI_EXPRESS", and --without-default-devices drops defaults, which leaves that call unresolved at
+# link time (QEMU 10.2.2). Ask for it explicitly, and for the expander bridge it depends on.
+CONFIG_CXL=y
+CONFIG_PXB=y

@@ -1,0 +1,41 @@
+import type { AccelMode } from '../harness/qemu/accel.js';
+import type { Suite } from '../suites/types.js';
+
+/**
+ * What it takes to boot guests of the kernel under test: shared by `run`, `boot` and `replay`.
+ * A new option of theirs is a field here, read where the guests are set up (runner/guest-setup.ts).
+ */
+export interface GuestOptions {
+  /** debian:latest, debian:X.Y, or a kernel tree's path */
+  kernel: string;
+  accel: AccelMode;
+  /** modules that replace the in-tree ones of the same name in the guest */
+  modules?: string[];
+  /** how long a guest may take to answer SSH */
+  bootTimeoutMs: number;
+}
+
+/** A lab host reached over SSH instead of booted guests (`run --target`). */
+export interface LabTargetOptions {
+  /** ssh://USER@HOST[:PORT] */
+  address: string;
+  /** --device specs: BDF[,driver=D][,vfs=N] */
+  devices: string[];
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey: boolean;
+  /** the host's QEMU for the real-client suite (default: qemu-system-x86_64 on its PATH) */
+  clientQemu?: string;
+}
+
+/** The one options type of a run: the cli fills it from its flags, runner/run.ts carries it out. */
+export interface RunOptions extends GuestOptions {
+  suites: Suite<unknown>[];
+  /** the run directory (default runs/<start>-<kernel or host>) */
+  out?: string;
+  /** profiles to boot (default: the architecture's own, x86_64's when none is named) */
+  profiles?: string[];
+  arch?: string;
+  /** run on this machine instead of booting guests; `kernel` then names the agent's uapi headers */
+  lab?: LabTargetOptions;
+}
