@@ -19,7 +19,8 @@ export const WRITE_SETS = {
   // 32 consecutive pages, written two at a time by transfers that straddle a page boundary
   dense: Array.from({ length: 32 }, (_, i) => 96 + i),
   'both-ends': [0, WINDOW_PAGES - 1],
-  'across-2mib': [510, 511, 512, 513],
+  // one transfer straddles the 2 MiB boundary (pages 511 and 512), two lone pages beside it
+  'across-2mib': [509, 511, 512, 514],
 } as const satisfies Record<string, Bits>;
 
 export type WriteSet = keyof typeof WRITE_SETS;

@@ -27,3 +27,8 @@ t.test('the sets cover what issue 15 asks for', async (t) => {
   t.ok(WRITE_SETS['across-2mib'].includes(511) && WRITE_SETS['across-2mib'].includes(512), 'either side of the 2 MiB boundary');
   t.ok(WRITE_SETS.sparse.some((p) => p % 64 === 0), 'a page on a u64 word boundary of the bitmap');
 });
+
+t.test('across-2mib: one transfer crosses the 2 MiB boundary itself', async (t) => {
+  const boundary = 512 * PAGE;
+  t.ok(writesFor(WRITE_SETS['across-2mib']).some((w) => w.offset < boundary && w.offset + w.count > boundary));
+});

@@ -10,3 +10,6 @@ CONFIG_PCIE_PORT=y
 # link time (QEMU 10.2.2). Ask for it explicitly, and for the expander bridge it depends on.
 CONFIG_CXL=y
 CONFIG_PXB=y
+# CXL's mailbox code (hw/cxl) calls into the type-3 memory device: without it the link fails
+# (ct3_test_region_block_backed and others, QEMU 10.2.2).
+CONFIG_CXL_MEM_DEVICE=y
