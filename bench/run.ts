@@ -17,17 +17,20 @@ import { repoPath } from '../base/paths.js';
 import { runProfile } from '../runner/run-cases.js';
 import { migrationSuite } from '../suites/migration/index.js';
 import type { Suite } from '../suites/types.js';
+import { reportFigure } from './report-figure.js';
 
 /**
  * `npm run bench`: the figures the project promises, measured on this machine and written to
  * bench/results.json. Nothing here asserts; a regression shows up as a number that moved.
  */
-const HELP = `npm run bench -- [--runs N] [--profile P ...] [--cold | --cold-arch ARCH ...] [--skip-suite]
+const HELP = `npm run bench -- [--runs N] [--profile P ...] [--cold | --cold-arch ARCH ...] [--skip-suite] [--report-only]
   boot-to-first-SSH-command per profile (median of N, default 5; the x86 profiles and smmuv3)
   beside the raw floor (same kernel and initramfs, an init that powers off at once); no-change
   rebuild; agent round trip; the migration suite on one profile; with --cold, x86_64 and arm64
   kernel builds from an empty cache (--cold-arch: only those); with --cold-qemu, the QEMU under test
-  built from an empty cache; the no-change 'qemu build' once our QEMU is built.`;
+  built from an empty cache; the no-change 'qemu build' once our QEMU is built; the HTML report of a
+  generated default-sized run (2,590 results): its size and time to interactive in Chromium
+  (--report-only: only that, no guest booted).`;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,12 +53,23 @@ async function rawFloor(kernel: string, initrd: string, profile = getProfile('no
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: process.argv.slice(2),
-    options: { runs: { type: 'string', default: '5' }, profile: { type: 'string', multiple: true }, cold: { type: 'boolean' }, 'cold-arch': { type: 'string', multiple: true }, 'cold-qemu': { type: 'boolean' }, 'skip-suite': { type: 'boolean' }, help: { type: 'boolean' } },
+    options: {
+      runs: { type: 'string', default: '5' }, profile: { type: 'string', multiple: true }, cold: { type: 'boolean' },
+      'cold-arch': { type: 'string', multiple: true }, 'cold-qemu': { type: 'boolean' }, 'skip-suite': { type: 'boolean' },
+      'report-only': { type: 'boolean' }, help: { type: 'boolean' },
+    },
   });
   if (values.help) { process.stdout.write(`${HELP}\n`); return; }
   const runs = Number(values.runs);
   const out: Record<string, unknown> = { at: new Date().toISOString(), host: hostname(), cpus: cpus().length, accel: 'tcg', qemu: await qemuVersion(ARCHES.x86_64) };
   const rows: [string, string, string][] = [];
+
+  const report = await reportFigure();
+  out.report = report;
+  rows.push([`HTML report of a generated default-sized run (${report.results} results): size`, `${report.megabytes} MB`, 'target <= 3 MB']);
+  rows.push(['HTML report: time to interactive in Chromium (file://)', report.interactiveMs === null ? '-' : `${report.interactiveMs} ms`,
+    report.interactiveMs === null ? '/usr/bin/chromium is not installed' : `median of ${report.loads} loads, target <= 2000 ms`]);
+  if (values['report-only']) return finish(out, rows);
 
   if (values.cold || values['cold-arch']) {
     // x86_64 native and arm64 cross, each from an empty cache: download + unpack + configure + build
@@ -167,6 +181,10 @@ async function main(): Promise<void> {
   }
   rmSync(logs, { recursive: true, force: true });
 
+  finish(out, rows);
+}
+
+function finish(out: Record<string, unknown>, rows: [string, string, string][]): void {
   mkdirSync(repoPath('bench'), { recursive: true });
   writeFileSync(repoPath('bench', 'results.json'), `${JSON.stringify(out, null, 2)}\n`);
   const w = Math.max(...rows.map((r) => r[0].length));

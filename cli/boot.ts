@@ -7,6 +7,8 @@ import { HarnessError } from '../base/errors.js';
 import { cachePath } from '../base/paths.js';
 import { setUpGuests } from '../runner/guest-setup.js';
 import { GUEST_FLAGS, guestOptions, parseSeconds } from './guest-flags.js';
+import { QEMU_CHOICE_HELP } from '../runner/qemu-choice.js';
+import { describeQemu } from '../harness/qemu/binary.js';
 
 const HELP = `vfio-conformance boot --profile P [options] -- CMD...
   Build or reuse the kernel and image, boot a guest behind profile P's IOMMU, run CMD in it over
@@ -22,7 +24,8 @@ Options:
   --module FILE.ko   put this module in the guest in place of the in-tree one (repeatable)
   --logs DIR         where console.log, qemu.log and the QEMU command line go
   --timeout S        seconds CMD may run (default 600)
-  --boot-timeout S   seconds to wait for the guest's SSH (default 60)`;
+  --boot-timeout S   seconds to wait for the guest's SSH (default 60)
+  --qemu CHOICE      ${QEMU_CHOICE_HELP}`;
 
 export async function bootCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -39,11 +42,13 @@ export async function bootCommand(argv: string[]): Promise<number> {
   const o = guestOptions(values, 60);
   const timeoutMs = parseSeconds('timeout', values.timeout!);
   const profile = getProfile(values.profile!);
-  const { arch, prepared: p, accel } = await setUpGuests(o, [profile]);
+  const { arch, prepared: p, accel, qemus } = await setUpGuests(o, [profile]);
   const logDir = values.logs ?? join(cachePath('boots'), `${new Date().toISOString().replace(/[:.]/g, '-')}-${profile.name}`);
-  process.stderr.write(`boot: ${profile.name}, ${accel.accel} (${accel.reason}), logs in ${logDir}\n`);
+  const chosen = qemus[0]!;
+  if ('skip' in chosen) throw new HarnessError(`boot: profile ${profile.name} cannot run: ${chosen.skip}`);
+  process.stderr.write(`boot: ${profile.name} on ${describeQemu(chosen.qemu)}, ${accel.accel} (${accel.reason}), logs in ${logDir}\n`);
   const guest = await QemuGuest.boot({
-    arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
+    arch, profile, qemu: chosen.qemu, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
     logDir, bootTimeoutMs: o.bootTimeoutMs,
   });
   process.stderr.write(`boot: guest up in ${((guest.timing.sshMs ?? 0) / 1000).toFixed(2)} s\n`);

@@ -3,7 +3,8 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarnessError } from '../base/errors.js';
 import { RESULTS_FILE, readResults, writeFileAtomicSync } from '../base/results/file.js';
-import { compareRuns, formatCompareText, renderCompareHtml } from '../reports/compare.js';
+import { compareRuns, formatCompareText } from '../reports/compare.js';
+import { renderCompareHtml } from '../reports/release-grid.js';
 import type { RunResults } from '../base/results/schema.js';
 
 const HELP = `vfio-conformance compare RUN_A RUN_B [RUN_C ...] [--json] [--html FILE]
@@ -18,11 +19,13 @@ const HELP = `vfio-conformance compare RUN_A RUN_B [RUN_C ...] [--json] [--html 
     observed-change  same status, different observed values (e.g. errno EINVAL -> ENOTTY, both pass)
     unchanged
   The terminal table shows the counts per class, then only the cases that changed, with their
-  changed observed values under them.
+  changed observed values under them. Measurements (timings, byte counts, generated UUIDs) are
+  never a change: --html shows their spread across the runs.
 
 Options:
   --json        print the whole comparison as JSON instead of the table
-  --html FILE   also write a static HTML page of the comparison to FILE
+  --html FILE   also write the release grid to FILE: one static page, case x run grouped by suite,
+                each cell that changed outlined and named, a summary line per pair of runs
   -h, --help    this text
 
 Exit codes: 0 the comparison was printed (whatever it shows), 2 bad input (missing or invalid

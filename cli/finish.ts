@@ -15,7 +15,11 @@ const ORDER: Status[] = ['pass', 'warning', 'expected-unsupported', 'skip', 'fai
  */
 export function finishRun(writer: ResultsWriter, outDir: string, gating: { baseline?: RunResults; expectations?: Expectations }): number {
   writer.finish();
-  const res = writer.snapshot();
+  return reportRun(writer.snapshot(), outDir, gating);
+}
+
+/** Reports, counts, the gate's verdict and the exit code of a finished run (or of merged shards). */
+export function reportRun(res: RunResults, outDir: string, gating: { baseline?: RunResults; expectations?: Expectations }): number {
   writeRunReports(outDir, res, gating);
   const counts = new Map<Status, number>();
   for (const r of res.results) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);

@@ -2,6 +2,7 @@ import { DEFAULT_KERNEL } from '../harness/kernel/source.js';
 import type { AccelMode } from '../harness/qemu/accel.js';
 import { HarnessError } from '../base/errors.js';
 import type { GuestOptions } from '../runner/run-options.js';
+import { parseQemuChoice } from '../runner/qemu-choice.js';
 
 /**
  * The flags of every command that boots guests (run, boot), as parseArgs takes them. A new one is
@@ -12,6 +13,7 @@ export const GUEST_FLAGS = {
   accel: { type: 'string', default: 'auto' },
   module: { type: 'string', multiple: true },
   'boot-timeout': { type: 'string' },
+  qemu: { type: 'string' },
 } as const;
 
 export interface GuestFlagValues {
@@ -19,6 +21,7 @@ export interface GuestFlagValues {
   accel?: string;
   module?: string[];
   'boot-timeout'?: string;
+  qemu?: string;
 }
 
 const ACCELS: readonly AccelMode[] = ['auto', 'kvm', 'tcg'];
@@ -48,5 +51,6 @@ export function guestOptions(v: GuestFlagValues, bootTimeoutS: number): GuestOpt
     accel: parseAccel(v.accel),
     modules: v.module,
     bootTimeoutMs: parseSeconds('boot-timeout', v['boot-timeout'] ?? String(bootTimeoutS)),
+    qemu: parseQemuChoice(v.qemu),
   };
 }

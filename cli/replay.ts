@@ -5,13 +5,14 @@ import { QemuGuest } from '../harness/target/qemu-guest.js';
 import { AgentClient, formatExchange, type AgentReply } from '../harness/agent/client.js';
 import { readBundle } from '../runner/repro.js';
 import { HandleMap } from '../runner/replay-handles.js';
+import { HarnessError } from '../base/errors.js';
 import { setUpGuests } from '../runner/guest-setup.js';
 import { getSuite } from '../suites/registry.js';
 import { cachePath } from '../base/paths.js';
 import { parseAccel } from './guest-flags.js';
 
 const HELP = `vfio-conformance replay BUNDLE [--accel MODE] [--logs DIR]
-  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<case>/):
+  Play back a failed case from its reproducer bundle (runs/<run>/repro/<profile>/<device>/<case>/):
   boot the same kernel and profile, run the suite's setup, send the recorded agent requests in
   order and print each reply beside the recorded one. Console faults are printed at the end.
   What the recording's replies created (fds, device and iommufd object ids, memory, IOVAs) is
@@ -33,12 +34,14 @@ export async function replayCommand(argv: string[]): Promise<number> {
   if (values.help || !positionals[0]) { process.stdout.write(`${HELP}\n`); return values.help ? 0 : 2; }
   const b = readBundle(positionals[0]);
   const profile = getProfile(b.profile);
-  const { arch, prepared: p, accel } = await setUpGuests({ kernel: b.env.kernelSpec, accel: parseAccel(values.accel), bootTimeoutMs: 60_000 }, [profile]);
+  const { arch, prepared: p, accel, qemus } = await setUpGuests({ kernel: b.env.kernelSpec, accel: parseAccel(values.accel), bootTimeoutMs: 60_000 }, [profile]);
   if (p.kernel.release !== b.env.kernelRelease) process.stderr.write(`replay: note: kernel is ${p.kernel.release}, the bundle was recorded on ${b.env.kernelRelease}\n`);
   if (p.image.hash !== b.env.imageHash) process.stderr.write('replay: note: the image differs from the recorded one (agent or modules changed)\n');
   const logDir = values.logs ?? join(cachePath('replays'), `${new Date().toISOString().replace(/[:.]/g, '-')}-${profile.name}`);
   process.stderr.write(`replay: ${b.id} on ${profile.name} (${accel.accel}), logs in ${logDir}\n`);
-  const g = await QemuGuest.boot({ arch, profile, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir });
+  const chosen = qemus[0]!;
+  if ('skip' in chosen) throw new HarnessError(`replay: profile ${profile.name} cannot run: ${chosen.skip}`);
+  const g = await QemuGuest.boot({ arch, profile, qemu: chosen.qemu, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey, logDir });
   let differ = 0;
   try {
     const agent = await AgentClient.start(g);
@@ -55,7 +58,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
       const { op, ...args } = request as { op: string };
       let reply: AgentReply | undefined;
       try {
-        reply = await agent.request(op, args);
+        reply = await agent.send(op, args);
       } catch (e) {
         process.stdout.write(`  ${op}: no reply: ${(e as Error).message}\n`);
         differ++;

@@ -12,6 +12,17 @@ import { SUITES, getSuite } from '../suites/registry.js';
 import { runSuites, type RunListener, type RunOptions } from '../runner/run.js';
 import { labDryRun } from '../runner/run-lab.js';
 import { GUEST_FLAGS, guestOptions } from './guest-flags.js';
+import { QEMU_CHOICE_HELP } from '../runner/qemu-choice.js';
+import { SCALE_HELP, SCALE_OPTIONS, scopeOptions } from './plan.js';
+import { defaultJobs, parseJobs } from '../runner/pool.js';
+import { cpus, freemem } from 'node:os';
+
+/** --jobs N, or 'auto' for what the host's cores and memory allow; 1 when not given. */
+function jobsOption(v: string | undefined): number {
+  if (v === undefined) return 1;
+  if (v !== 'auto') return parseJobs(v);
+  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 }).jobs;
+}
 
 const HELP = `vfio-conformance run [options]
   Build the kernel under test (cached), boot it behind each profile's emulated IOMMU and run the
@@ -27,11 +38,15 @@ Options:
   --module FILE.ko   replace the in-tree module of the same name in the guest (repeatable)
   --out DIR          run directory (default: runs/<date>-<kernel>)
   --boot-timeout S   seconds to wait for a guest's SSH (default 90)
-  --qemu PATH        with --target: the host's QEMU for the real-client suite (>= 8.0; older gives
-                     expected-unsupported)
+  --qemu CHOICE      the QEMU the guests boot on: ${QEMU_CHOICE_HELP}.
+                     A profile that needs our patched QEMU runs on it whatever this says.
+                     With --target: PATH of the host's QEMU for the real-client suite (>= 8.0;
+                     older gives expected-unsupported)
   --baseline RUN     a previous run directory: failures that fail the same way there are not regressions
   --expectations F   known failures with reasons (default: expectations/known.json, the kernel bugs
                      this project knows of); --no-expectations to count every failure
+
+${SCALE_HELP}
 
 Lab host (instead of booting a guest):
   --target ssh://USER@HOST[:PORT]   run the suites on this machine over SSH (root)
@@ -55,13 +70,13 @@ const RUN_FLAGS = {
   out: { type: 'string' }, baseline: { type: 'string' }, expectations: { type: 'string' }, 'no-expectations': { type: 'boolean' },
   target: { type: 'string' }, device: { type: 'string', multiple: true }, identity: { type: 'string' },
   'known-hosts': { type: 'string' }, 'accept-new-host-key': { type: 'boolean' }, 'dry-run': { type: 'boolean' },
-  qemu: { type: 'string' },
+  ...SCALE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 type RunFlagValues = ReturnType<typeof parseArgs<{ args: string[]; options: typeof RUN_FLAGS }>>['values'];
 
-const LAB_ONLY = ['device', 'dry-run', 'identity', 'known-hosts', 'accept-new-host-key', 'qemu'] as const;
+const LAB_ONLY = ['device', 'dry-run', 'identity', 'known-hosts', 'accept-new-host-key'] as const;
 
 /** The lab host's flags without --target are a mistake, not something to ignore. */
 export function checkLabFlags(v: Partial<Record<typeof LAB_ONLY[number] | 'target', unknown>>): void {
@@ -75,11 +90,15 @@ export function checkLabFlags(v: Partial<Record<typeof LAB_ONLY[number] | 'targe
 export function runOptions(v: Partial<RunFlagValues>): RunOptions {
   checkLabFlags(v);
   return {
-    ...guestOptions(v, 90),
+    // With --target, --qemu names the lab host's QEMU (a path there), not one to boot guests on here.
+    ...guestOptions({ ...v, qemu: v.target ? undefined : v.qemu }, 90),
     suites: (v.suite ?? SUITES.map((s) => s.name)).map(getSuite),
     out: v.out,
     profiles: v.profile,
     arch: v.arch,
+    scope: scopeOptions(v),
+    ...(v.prepared ? { prepared: v.prepared } : {}),
+    jobs: jobsOption(v.jobs),
     lab: v.target ? {
       address: v.target, devices: v.device ?? [], identity: v.identity, knownHosts: v['known-hosts'],
       acceptNewHostKey: v['accept-new-host-key'] ?? false, clientQemu: v.qemu,

@@ -7,18 +7,23 @@
  *   new-case         absent -> present
  *   vanished         present -> absent
  *   status-change    any other change of status (pass -> expected-unsupported, skip -> pass,
- *                    fail -> error, fail -> skip, ...)
+ *                    fail -> error, fail -> skip, ...); blocked is neither failing nor OK here: the
+ *                    case it names carries the new failure or the fix, so pass -> blocked and
+ *                    blocked -> pass are status changes
  *   observed-change  same status, but an observed value differs (errno EINVAL -> ENOTTY while both
  *                    pass). Observed objects are flattened to dotted keys (a.b.c); arrays and other
  *                    values are compared whole.
  *   unchanged        same status and same observed values (or absent in both runs)
+ *
+ * Measurements (timings, byte counts, generated UUIDs) are never a change: `measurementSpread`
+ * gives their range across the runs for the release grid.
  *
  * Observed differences are listed with every transition that has them, whatever its class.
  * If a run reports the same case more than once, the repeats are keyed `#2`, `#3`... in order, so
  * each is compared with its counterpart.
  */
 import { STATUSES, type CaseResult, type RunResults, type Status } from '../base/results/schema.js';
-import { REPORT_CSS, STATUS_LABEL, cspMeta, esc, jsonForScript, valueText } from './html.js';
+import { valueText } from './html/text.js';
 
 export type ChangeClass = 'new-failure' | 'fixed' | 'new-case' | 'vanished' | 'status-change' | 'observed-change' | 'unchanged';
 
@@ -54,6 +59,8 @@ export interface CompareRow {
   statuses: (Status | null)[];
   /** observed values per run; null where the run has no such case, {} where it recorded none */
   observed: (Record<string, unknown> | null)[];
+  /** measurements per run (timings, bytes, generated ids): shown with their spread, never a change */
+  measurements: (Record<string, unknown> | null)[];
   reasons: (string | null)[];
   /** between run i and run i+1 */
   transitions: Transition[];
@@ -110,7 +117,7 @@ function canon(v: unknown): string {
 }
 
 /** Flatten nested plain objects to dotted keys; an empty object stays a value. */
-function flatten(o: Record<string, unknown>, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
+export function flatten(o: Record<string, unknown>, prefix = '', out = new Map<string, unknown>()): Map<string, unknown> {
   for (const [k, v] of Object.entries(o)) {
     const key = prefix ? `${prefix}.${k}` : k;
     if (isPlainObject(v) && Object.keys(v).length > 0) flatten(v, key, out);
@@ -191,6 +198,7 @@ export function compareRuns(runs: { label: string; res: RunResults }[]): Compari
       device: any.device.id,
       statuses: per.map((r) => r?.status ?? null),
       observed: per.map((r) => (r ? { ...(r.observed ?? {}) } : null)),
+      measurements: per.map((r) => (r ? { ...(r.measurements ?? {}) } : null)),
       reasons: per.map((r) => r?.reason ?? null),
       transitions,
       overall,
@@ -232,7 +240,7 @@ export function compareRuns(runs: { label: string; res: RunResults }[]): Compari
 // Text
 // ---------------------------------------------------------------------------------------------
 
-function clip(s: string, max: number): string {
+export function clip(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
 }
 
@@ -245,7 +253,7 @@ function countsLine(c: ClassCounts): string {
 }
 
 /** Values of one observed key across the runs, for the lines under a changed row. */
-function keyAcross(row: CompareRow, key: string): string[] {
+export function keyAcross(row: CompareRow, key: string): string[] {
   return row.observed.map((o) => {
     if (o === null) return '-';
     const f = flatten(o);
@@ -254,20 +262,20 @@ function keyAcross(row: CompareRow, key: string): string[] {
 }
 
 /** Rows most important class first, in their original order within a class. */
-function byImportance(rows: CompareRow[]): CompareRow[] {
+export function byImportance(rows: CompareRow[]): CompareRow[] {
   return rows
     .map((r, i) => ({ r, i }))
     .sort((a, b) => CHANGE_CLASSES.indexOf(a.r.class) - CHANGE_CLASSES.indexOf(b.r.class) || a.i - b.i)
     .map((x) => x.r);
 }
 
-function changedKeys(row: CompareRow): string[] {
+export function changedKeys(row: CompareRow): string[] {
   const keys: string[] = [];
   for (const t of [...row.transitions, row.overall]) for (const d of t.observedChanges) if (!keys.includes(d.key)) keys.push(d.key);
   return keys;
 }
 
-function changeText(c: Comparison, row: CompareRow): string {
+export function changeText(c: Comparison, row: CompareRow): string {
   if (c.runs.length <= 2) return row.overall.class;
   const parts = row.transitions.filter((t) => t.class !== 'unchanged').map((t) => `${c.runs[t.from]!.tag}→${c.runs[t.to]!.tag} ${t.class}`);
   return parts.join(', ') || row.overall.class;
@@ -285,7 +293,8 @@ export function formatCompareText(c: Comparison): string {
     const notes = [r.complete ? '' : 'INCOMPLETE', r.harnessErrors > 0 ? `${r.harnessErrors} harness error${r.harnessErrors > 1 ? 's' : ''}` : ''].filter(Boolean);
     out.push(
       `  ${r.tag}  ${r.label}  kernel ${r.kernel ?? '?'}${r.accel ? ` (${r.accel})` : ''}, ${r.results} results: ` +
-        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning` +
+        `${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.error} error, ${r.counts.skip} skip, ` +
+        `${r.counts['expected-unsupported']} exp-unsupp, ${r.counts.warning} warning, ${r.counts.blocked} blocked` +
         (notes.length > 0 ? `  [${notes.join(', ')}]` : ''),
     );
   }
@@ -346,95 +355,19 @@ function groupAppearing(rows: CompareRow[]): { shown: CompareRow[]; groups: { pr
   return { shown: rows.filter((r) => !folded.has(r)), groups };
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTML
-// ---------------------------------------------------------------------------------------------
+export interface Spread { key: string; min: number; max: number; values: (number | null)[] }
 
-const CLASS_CSS = `
-.cls { font-weight: 600; white-space: nowrap; }
-.cls-new-failure { color: var(--fail); } .cls-fixed { color: var(--pass); } .cls-status-change { color: var(--warning); }
-.cls-new-case, .cls-vanished { color: var(--eu); } .cls-observed-change { color: var(--error); } .cls-unchanged { color: var(--muted); font-weight: normal; }
-table.grid td.obs { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12px; white-space: pre-wrap; }
-table.runs td, table.runs th { border: 1px solid var(--border); padding: 2px 8px; text-align: left; }
-table.runs { border-collapse: collapse; }
-`;
-
-const COMPARE_SCRIPT = `(function () {
-  'use strict';
-  var form = document.getElementById('filters');
-  var text = document.getElementById('f-text');
-  var shown = document.getElementById('shown');
-  var rows = Array.prototype.slice.call(document.querySelectorAll('#grid tbody tr.case'));
-  function apply() {
-    var cls = {};
-    Array.prototype.forEach.call(form.querySelectorAll('input[name=class]'), function (b) { if (b.checked) cls[b.value] = true; });
-    var q = text.value.trim().toLowerCase();
-    var visible = 0;
-    rows.forEach(function (row) {
-      var show = !!cls[row.getAttribute('data-class')] && (!q || row.getAttribute('data-id').toLowerCase().indexOf(q) >= 0);
-      row.hidden = !show;
-      if (show) visible++;
+/** Numeric measurements of a row across the runs (dotted keys), with their range. */
+export function measurementSpread(row: CompareRow): Spread[] {
+  const keys = new Set<string>();
+  const flat = row.measurements.map((m) => (m ? flatten(m) : null));
+  for (const f of flat) if (f) for (const [k, v] of f) if (typeof v === 'number') keys.add(k);
+  return [...keys].map((key) => {
+    const values = flat.map((f) => {
+      const v = f?.get(key);
+      return typeof v === 'number' ? v : null;
     });
-    shown.textContent = 'showing ' + visible + ' of ' + rows.length + ' cases';
-    shown.setAttribute('data-visible', String(visible));
-  }
-  form.addEventListener('input', apply);
-  form.addEventListener('change', apply);
-  form.addEventListener('submit', function (ev) { ev.preventDefault(); });
-  apply();
-})();`;
-
-/** A static page: the runs, counts per class, and a grid of every case (unchanged ones hidden until asked for). */
-export function renderCompareHtml(c: Comparison): string {
-  const runsTable =
-    `<table class="runs"><thead><tr><th>run</th><th>label</th><th>kernel</th><th>accel</th><th>QEMU</th><th>started</th><th>results</th><th>state</th></tr></thead><tbody>` +
-    c.runs
-      .map(
-        (r) =>
-          `<tr><th scope="row">${esc(r.tag)}</th><td class="mono">${esc(r.label)}</td><td>${esc(r.kernel ?? '?')}</td><td>${esc(r.accel ?? '')}</td><td>${esc(r.qemu ?? '')}</td><td>${esc(r.startedAt)}</td>` +
-          `<td>${r.results} (${STATUSES.map((s) => `${r.counts[s]} ${esc(STATUS_LABEL[s])}`).join(', ')})</td>` +
-          `<td>${r.complete ? 'complete' : '<strong class="st-fail">INCOMPLETE</strong>'}${r.harnessErrors > 0 ? ` <strong class="st-error">${r.harnessErrors} harness error(s)</strong>` : ''}</td></tr>`,
-      )
-      .join('') +
-    '</tbody></table>';
-  const pairs = [...c.summary.consecutive];
-  if (c.runs.length > 2) pairs.push(c.summary.overall);
-  const summary =
-    `<table class="runs" id="class-counts"><thead><tr><th>runs</th>${CHANGE_CLASSES.map((k) => `<th class="cls cls-${k}">${k}</th>`).join('')}</tr></thead><tbody>` +
-    pairs
-      .map((p, i) => `<tr><th scope="row">${esc(c.runs[p.from]!.tag)}→${esc(c.runs[p.to]!.tag)}${i === c.summary.consecutive.length ? ' (first→last)' : ''}</th>${CHANGE_CLASSES.map((k) => `<td data-count="${k}">${p.counts[k]}</td>`).join('')}</tr>`)
-      .join('') +
-    '</tbody></table>';
-  const filters =
-    `<form class="filters" id="filters" role="search" aria-label="filter cases"><fieldset><legend>change</legend>${CHANGE_CLASSES.map(
-      (k) => `<label class="cls cls-${k}"><input type="checkbox" name="class" value="${k}"${k === 'unchanged' ? '' : ' checked'}> ${k}</label>`,
-    ).join('')}</fieldset>` +
-    `<label>case <input type="search" id="f-text" placeholder="filter case id (substring)" autocomplete="off"></label><span id="shown" aria-live="polite"></span></form>`;
-  const head = `<thead><tr><th scope="col">case</th><th scope="col">profile</th><th scope="col">device</th>${c.runs.map((r) => `<th scope="col" title="${esc(r.label)}">${esc(r.tag)}</th>`).join('')}<th scope="col">change</th><th scope="col">observed changes</th></tr></thead>`;
-  const body = byImportance(c.rows)
-    .map((r) => {
-      const cells = r.statuses
-        .map((s, i) => {
-          const reason = r.reasons[i];
-          const title = reason ? ` title="${esc(reason)}"` : '';
-          return s === null ? '<td class="cell st-none" aria-label="absent">—</td>' : `<td class="cell st-${s}"${title}>${esc(STATUS_LABEL[s])}</td>`;
-        })
-        .join('');
-      const obs = changedKeys(r)
-        .map((k) => `${k}: ${keyAcross(r, k).join(' → ')}`)
-        .join('\n');
-      const change = c.runs.length <= 2 ? r.overall.class : changeText(c, r);
-      return `<tr class="case" data-class="${r.class}" data-id="${esc(r.id)}"><th scope="row" class="case">${esc(r.id)}</th><td>${esc(r.profile)}</td><td>${esc(r.device)}</td>${cells}<td class="cls cls-${r.class}">${esc(change)}</td><td class="obs">${esc(obs)}</td></tr>`;
-    })
-    .join('');
-  return (
-    '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' +
-    cspMeta([COMPARE_SCRIPT]) +
-    '<meta name="viewport" content="width=device-width, initial-scale=1">' +
-    `<title>vfio-conformance compare: ${esc(c.runs.map((r) => r.kernel ?? r.label).join(' vs '))}</title><style>${REPORT_CSS}${CLASS_CSS}</style></head><body>\n` +
-    `<section id="summary"><h1>vfio-conformance — comparison of ${c.runs.length} runs</h1>${runsTable}<h2>Changes</h2>${summary}</section>\n` +
-    `<section id="results"><h2>Cases</h2>${filters}<table class="grid" id="grid">${head}<tbody>${body}</tbody></table></section>\n` +
-    `<script type="application/json" id="vfio-comparison">${jsonForScript(c)}</script>\n` +
-    `<script>${COMPARE_SCRIPT}</script>\n</body></html>\n`
-  );
+    const present = values.filter((v): v is number => v !== null);
+    return { key, min: Math.min(...present), max: Math.max(...present), values };
+  });
 }

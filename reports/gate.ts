@@ -8,6 +8,12 @@
  *      expectations file: a regression;
  *   0  otherwise.
  *
+ * A blocked case (its precondition, tested by the case named in `blockedBy`, did not hold) is
+ * not a regression by itself when that named case did not pass in this run (fail, error, or blocked
+ * in turn): the failure counts once, on the named case, which the rules above gate. It is listed
+ * under `blocked`. A blocked case whose named case passed, or is absent, is a regression: the run
+ * contradicts itself, and that must not pass unseen.
+ *
  * Cases that fail but are excused (by the baseline or the expectations) are listed as known
  * failures. Results matched by an expectation that did not fail (pass, warning or
  * expected-unsupported) are listed as unexpected passes: they do not change the exit code, they
@@ -63,6 +69,8 @@ export interface GateItem {
   reason?: string;
   /** status of the same case in the baseline: null = not in the baseline; undefined = no baseline */
   baselineStatus?: Status | null;
+  /** status blocked: the case that tests the precondition that failed */
+  blockedBy?: string;
   /** why it is excused (known failures) or which expectation it contradicts (unexpected passes) */
   known?: { source: 'expectations'; index: number; reason: string } | { source: 'baseline'; reason: string };
 }
@@ -72,10 +80,14 @@ export interface GateResult {
   regressions: GateItem[];
   knownFailures: GateItem[];
   unexpectedPasses: GateItem[];
+  /** blocked cases whose named precondition case did not pass: not regressions by themselves */
+  blocked: GateItem[];
   /** why the exit code is 2 (harness errors, incomplete run); empty otherwise */
   harnessProblems: string[];
   /** human-readable, several lines, ending with the verdict */
   summary: string;
+  /** set when the run is not the whole matrix (run --case/--exclude, one shard): what it is */
+  subset?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,9 +231,21 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
   const regressions: GateItem[] = [];
   const knownFailures: GateItem[] = [];
   const unexpectedPasses: GateItem[] = [];
+  const blocked: GateItem[] = [];
+  const statusNow = new Map<string, Set<Status>>();
+  for (const r of current.results) {
+    const k = caseKey(r);
+    statusNow.set(k, (statusNow.get(k) ?? new Set<Status>()).add(r.status));
+  }
+  const blockerDidNotPass = (r: CaseResult): boolean => {
+    if (!r.blockedBy) return false;
+    const s = statusNow.get(caseKey({ ...r, id: r.blockedBy }));
+    return s !== undefined && [...s].some((x) => !PASSING.has(x) && x !== 'skip');
+  };
   for (const r of current.results) {
     const item: GateItem = { id: r.id, profile: r.profile, device: r.device.id, status: r.status };
     if (r.reason !== undefined) item.reason = r.reason;
+    if (r.blockedBy !== undefined) item.blockedBy = r.blockedBy;
     const bs = baselineStatus(r);
     if (bs !== undefined) item.baselineStatus = bs;
     if (FAILING.has(r.status)) {
@@ -236,6 +260,9 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
     } else if (PASSING.has(r.status)) {
       const rule = matchRule(known, r, kernel);
       if (rule >= 0) unexpectedPasses.push({ ...item, known: { source: 'expectations', index: rule, reason: known[rule]!.reason } });
+    } else if (r.status === 'blocked') {
+      if (blockerDidNotPass(r)) blocked.push(item);
+      else regressions.push({ ...item, reason: `${r.reason ?? 'blocked'} (but ${r.blockedBy ?? 'no case'} did not fail in this run)` });
     }
   }
 
@@ -255,6 +282,12 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
     const why = i.known?.source === 'expectations' ? `expected (known[${i.known.index}]): ${i.known.reason}` : i.known?.reason ?? '';
     lines.push(`known failure: ${describe(i)}: ${why}`);
   }
+  const byBlocker = new Map<string, number>();
+  for (const i of blocked) {
+    const k = `${i.blockedBy} [${i.profile} ${i.device}]`;
+    byBlocker.set(k, (byBlocker.get(k) ?? 0) + 1);
+  }
+  for (const [k, n] of byBlocker) lines.push(`blocked: ${n} case${n > 1 ? 's' : ''} by the failure of ${k}`);
   for (const i of unexpectedPasses) {
     const idx = i.known?.source === 'expectations' ? i.known.index : -1;
     lines.push(`unexpected pass: ${describe(i)} matches known[${idx}] ("${i.known?.reason ?? ''}"): remove or narrow that expectation?`);
@@ -264,13 +297,26 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
     const missing = [...baseline.keys()].filter((k) => !now.has(k)).length;
     if (missing > 0) lines.push(`note: ${missing} case${missing > 1 ? 's' : ''} of the baseline ${missing > 1 ? 'are' : 'is'} not in this run`);
   }
+  const subset = subsetOf(current.run);
+  if (subset) lines.push(`note: ${subset}`);
   const plural = (n: number, w: string, pl = `${w}s`): string => `${n} ${n === 1 ? w : pl}`;
   const verdict = exitCode === 2 ? 'HARNESS ERROR' : exitCode === 1 ? 'REGRESSION' : 'OK';
   lines.push(
     `gate: ${verdict} (exit ${exitCode}): ${plural(regressions.length, 'regression')}, ${plural(knownFailures.length, 'known failure')}, ` +
       `${plural(unexpectedPasses.length, 'unexpected pass', 'unexpected passes')}` +
+      `${blocked.length > 0 ? `, ${blocked.length} blocked by a failed precondition` : ''}` +
       `${harnessProblems.length > 0 ? `, ${plural(harnessProblems.length, 'harness problem')}` : ''}; ${current.results.length} results` +
-      `${opts.baseline ? ', compared with the baseline' : ''}${opts.expectations ? `, ${plural(known.length, 'expectation')}` : ''}`,
+      `${opts.baseline ? ', compared with the baseline' : ''}${opts.expectations ? `, ${plural(known.length, 'expectation')}` : ''}` +
+      `${subset ? ' (a subset, not the complete matrix)' : ''}`,
   );
-  return { exitCode, regressions, knownFailures, unexpectedPasses, harnessProblems, summary: lines.join('\n') };
+  return { exitCode, regressions, knownFailures, unexpectedPasses, blocked, harnessProblems, summary: lines.join('\n'), ...(subset ? { subset } : {}) };
+}
+
+/** A shard or a --case run judges only what it ran: say so, so no one reads it as the whole matrix. */
+export function subsetOf(run: RunResults['run']): string | undefined {
+  const sel = run.selection;
+  const picked = sel ? `--case ${sel.include.join(' ') || '*'}${sel.exclude.length ? ` --exclude ${sel.exclude.join(' ')}` : ''}` : undefined;
+  if (run.shard) return `shard ${run.shard.index}/${run.shard.total} of plan ${run.shard.planHash}: only its cells (${run.shard.cells.join(', ') || 'none'})${picked ? `, ${picked}` : ''}; merge the shards for the matrix`;
+  if (picked) return `a subset of the matrix (${picked}): not the complete matrix`;
+  return undefined;
 }

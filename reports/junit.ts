@@ -4,6 +4,11 @@
  *    class; failure/error "message" as the error message and the body as the stack trace; skipped
  *    with message; system-out per testcase; testsuite properties, and testcase properties when the
  *    step has `keepProperties: true`. Checked against test/fixtures/junit/jenkins-junit.xsd.
+ *  - Jenkins xunit plugin, which validates its input against a strict Ant-style schema
+ *    (test/fixtures/junit/xunit-junit-strict.xsd): no <properties> in a testcase and only name,
+ *    time, tests, failures and errors on <testsuites>. So testcase properties are written only with
+ *    `testcaseProperties: true`, and what they said (a status JUnit has no word for, the original id
+ *    of a renamed duplicate) always travels as a system-out line.
  *  - GitLab (artifacts:reports:junit): flattens all testcases; shows classname as the "suite" column
  *    and name as the name, and keys cases by classname + name (so that pair must be unique in the
  *    file, not only within a testsuite); the failure/error body is what it shows as output.
@@ -197,7 +202,7 @@ function countAttrs(c: Counts): Record<string, string> {
   return { tests: String(c.tests), failures: String(c.failures), errors: String(c.errors), skipped: String(c.skipped), time: seconds(c.ms) };
 }
 
-function buildCase(r: CaseResult, name: string, classname: string): XmlTestcase {
+function buildCase(r: CaseResult, name: string, classname: string, withProperties: boolean): XmlTestcase {
   const outcome = junitOutcome(r.status, r.reason);
   const tc: XmlTestcase = { $: { name, classname, time: seconds(r.durationMs) } };
   const notes: string[] = [];
@@ -209,7 +214,7 @@ function buildCase(r: CaseResult, name: string, classname: string): XmlTestcase 
     ['vfio-conformance.reason', r.reason === undefined ? undefined : attr(r.reason)],
     ['vfio-conformance.id', name !== cleanId ? r.id : undefined],
   ]);
-  if (p) tc.properties = p;
+  if (p && withProperties) tc.properties = p;
   switch (outcome.element) {
     case 'failure':
     case 'error':
@@ -219,7 +224,7 @@ function buildCase(r: CaseResult, name: string, classname: string): XmlTestcase 
       };
       break;
     case 'skipped':
-      tc.skipped = { $: { message: attr(r.reason ?? 'skipped (no reason given)') } };
+      tc.skipped = { $: { message: attr(r.status === 'blocked' ? `blocked by ${r.blockedBy ?? '(unnamed case)'}: ${r.reason ?? ''}` : r.reason ?? 'skipped (no reason given)') } };
       break;
     case 'passed':
       break;
@@ -234,7 +239,16 @@ function buildCase(r: CaseResult, name: string, classname: string): XmlTestcase 
  * Harness errors recorded in `run.errors`, and a run that never completed, become an extra
  * `harness/run` testsuite with <error> testcases, so CI readers cannot show a dead run as green.
  */
-export function toJUnit(res: RunResults): string {
+export interface JUnitOptions {
+  /**
+   * Also write <properties> in each testcase (vfio-conformance.status, .reason, .id) for readers that
+   * keep them (Jenkins JUnit with keepProperties). The strict schema of Jenkins' xunit plugin refuses
+   * the file then.
+   */
+  testcaseProperties?: boolean;
+}
+
+export function toJUnit(res: RunResults, opts: JUnitOptions = {}): string {
   interface Group { suite: string; profile: string; device: DeviceInfo; results: CaseResult[] }
   const groups = new Map<string, Group>();
   for (const r of res.results) {
@@ -286,7 +300,7 @@ export function toJUnit(res: RunResults): string {
     );
     const cases = g.results.map((r): [XmlTestcase, number] => {
       const name = names.take(classname, sanitizeXmlText(r.id) || '(unnamed)');
-      return [buildCase(r, name, classname), r.durationMs];
+      return [buildCase(r, name, classname, opts.testcaseProperties === true), r.durationMs];
     });
     const properties = props([...common, ['suite', g.suite], ['profile', g.profile], ...deviceProps(g.device)]);
     addSuite(attr(`${g.suite}/${g.profile}/${g.device.id}`), attr(`vfio-conformance.${g.suite}`), properties, cases);
@@ -314,15 +328,16 @@ export function toJUnit(res: RunResults): string {
   });
   return builder.buildObject({
     testsuites: {
-      $: { name: 'vfio-conformance', ...countAttrs(total), ...(timestamp ? { timestamp } : {}) },
+      // the strict schema allows no skipped or timestamp here; each testsuite carries both
+      $: { name: 'vfio-conformance', tests: String(total.tests), failures: String(total.failures), errors: String(total.errors), time: seconds(total.ms) },
       testsuite,
     },
   }) + '\n';
 }
 
 /** Write `<runDir>/junit.xml` atomically; returns its path. */
-export async function writeJUnit(runDir: string, res: RunResults): Promise<string> {
+export async function writeJUnit(runDir: string, res: RunResults, opts: JUnitOptions = {}): Promise<string> {
   const path = join(runDir, JUNIT_FILE);
-  writeFileAtomicSync(path, toJUnit(res));
+  writeFileAtomicSync(path, toJUnit(res, opts));
   return path;
 }

@@ -25,5 +25,6 @@ export function verdictOf(g: GateResult): ReportVerdict {
     exitCode: g.exitCode,
     regressions: g.regressions.length,
     known: new Map(g.knownFailures.map((k) => [knownKey(k.id, k.profile, k.device), k.known?.reason ?? ''])),
+    harnessProblems: g.harnessProblems,
   };
 }

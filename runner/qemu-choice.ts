@@ -10,9 +10,12 @@ import type { CaseResult } from '../base/results/schema.js';
 /** `--qemu system|built|PATH`: the host's QEMU, ours (built on demand, cached), or a binary or build dir. */
 export type QemuChoice = { kind: 'system' } | { kind: 'built' } | { kind: 'path'; path: string };
 
-export const QEMU_CHOICE_HELP = `system (default: the host's qemu-system-*), built (ours: Debian's newest
-                     qemu source with images/qemu/patches, built on first use and cached; see
-                     'qemu build'), or PATH to a qemu-system-* binary or a directory holding them`;
+export const QEMU_CHOICE_HELP = [
+  "system (default: the host's qemu-system-*), built (ours: Debian's",
+  '                     newest qemu source with images/qemu/patches, built on first use and',
+  "                     cached; see 'qemu build'), or PATH to a qemu-system-* binary or a",
+  '                     directory holding them',
+].join('\n');
 
 export function parseQemuChoice(s: string | undefined): QemuChoice {
   if (s === undefined || s === 'system') return { kind: 'system' };

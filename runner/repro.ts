@@ -39,7 +39,8 @@ function slug(id: string): string {
  * `vfio-conformance replay DIR` plays it back.
  */
 export function writeBundle(runDir: string, r: CaseResult, env: ReproEnv, setup: Exchange[], steps: Exchange[], argv?: string[]): string {
-  const dir = join(runDir, 'repro', r.profile, slug(r.id));
+  // by device too: one case id can run on several devices of a profile (migration: mtty-2, mtty-1)
+  const dir = join(runDir, 'repro', r.profile, slug(r.device.id), slug(r.id));
   mkdirSync(dir, { recursive: true });
   const b: Bundle = {
     version: 1, id: r.id, suite: r.suite, profile: r.profile, env, device: r.device,

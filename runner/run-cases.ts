@@ -1,6 +1,7 @@
 import { join, relative } from 'node:path';
-import { AgentClient, AgentGone, formatExchange, type Exchange } from '../harness/agent/client.js';
+import { AGENT_PATH, AgentClient, AgentGone, formatExchange, type Exchange } from '../harness/agent/client.js';
 import { writeBundle, type ReproEnv } from './repro.js';
+import { stopAgent } from './stop-agent.js';
 import type { Target } from '../harness/target/target.js';
 import type { Suite, CaseDef, CaseOutcome } from '../suites/types.js';
 import { judgeFaults } from '../suites/types.js';
@@ -12,6 +13,8 @@ export interface TargetFactory {
   profile: string;
   /** a fresh target; called again after one died */
   start(attempt: number): Promise<Target & { consoleLog?: string }>;
+  /** how long a console fault can trail the request that caused it (a serial console: 1.5 s) */
+  faultGraceMs?: number;
 }
 
 export interface RunnerHooks {
@@ -20,13 +23,27 @@ export interface RunnerHooks {
   progress?(msg: string): void;
 }
 
-const MAX_REPLACEMENTS = 3;
+/** Machines a suite may use up after the first (deaths, and agents that would not stop) */
+export const MAX_REPLACEMENTS = 3;
+const DEFAULT_TIMEOUT_MS = 60_000;
+const FAULT_GRACE_MS = 1500;
 const NO_DEVICE: DeviceInfo = { driver: 'none', class: 'none', id: '-' };
+
+/** How a suite's pass over its cases ended. */
+type Ending =
+  | { kind: 'done' }
+  /** the machine or its connection died: a fresh machine for the cases left */
+  | { kind: 'died' }
+  /** a case ran out of time on a live machine: its agent is closed, the suite's devices are suspect */
+  | { kind: 'timed-out'; id: string };
 
 /**
  * Runs suites on one profile. It knows nothing of what a case expects: it marks each step in the
  * kernel log, runs the case with a time limit, attaches the console faults that appeared, and when
- * the machine dies it records that, starts a fresh one and goes on with the next case.
+ * the machine dies it records that, starts a fresh one and goes on with the next case. A case that
+ * runs out of time is stopped before the next one starts: its agent is closed (no request of it
+ * can reach the next case), the agent process ended, the suite torn down and set up again on a new
+ * agent; when the agent will not die or the teardown fails, a fresh machine is used instead.
  */
 export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], runDir: string, hooks: RunnerHooks, repro?: ReproEnv): Promise<void> {
   let attempt = 0;
@@ -54,10 +71,20 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
   let needFresh = true;
   try {
     for (const suite of suites) {
+      // A suite may run one case id on several devices (migration: mtty-2 and mtty-1): the device tells them apart.
+      const key = (c: CaseDef<unknown>): string => `${c.id}\0${c.device.id}`;
       const done = new Set<string>();
       let replacements = 0;
       let pendingNote: string | undefined;
       const retried = new Set<string>();
+      /** the cases of the last setup that worked: what is left when a later setup fails */
+      let known: CaseDef<unknown>[] = [];
+      const notRun = (why: string): void => {
+        for (const c of known.filter((x) => !done.has(key(x)))) {
+          done.add(key(c));
+          hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: ${why}`), device: c.device });
+        }
+      };
       for (;;) {
         if (needFresh) {
           if (!(await fresh())) return;
@@ -73,28 +100,31 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           state = s.state;
           setupLog = agent!.takeLog();
         } catch (e) {
-          hooks.result(errorResult(`${suite.name}/setup`, suite.name, f.profile, `suite setup failed: ${(e as Error).message}`));
+          const why = `suite setup failed: ${(e as Error).message}`;
+          hooks.result(errorResult(`${suite.name}/setup`, suite.name, f.profile, why));
+          notRun(why);
           needFresh = !target!.isAlive() || !agent!.alive;
           break;
         }
-        hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(c.id)).length} cases`);
-        let died = false;
+        known = cases;
+        hooks.progress?.(`${f.profile}: ${suite.name}: ${cases.filter((c) => !done.has(key(c))).length} cases`);
+        let ending: Ending = { kind: 'done' };
         for (const c of cases) {
-          if (done.has(c.id)) continue;
-          done.add(c.id);
-          const { result: r, exchanges } = await runCase(c, state, suite.name, f.profile, target!, agent!, runDir);
+          if (done.has(key(c))) continue;
+          done.add(key(c));
+          const { result: r, exchanges, timedOut, agentWasAlive } = await runCase(c, state, suite.name, f, target!, agent!, runDir);
           const note = pendingNote;
           pendingNote = undefined;
           if (note) r.log = [note, ...(r.log ?? [])];
-          const dead = !target!.isAlive() || !agent!.alive;
+          const dead = !target!.isAlive() || !agentWasAlive;
           // The SSH session dropped while the machine and its kernel are fine (dropbear 2022.83 can
           // abort a connection on an internal assertion): the harness failed, not the case. Run the
           // case once more on a fresh machine, and say so in its log.
-          if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !retried.has(c.id)) {
-            retried.add(c.id);
-            done.delete(c.id);
+          if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !timedOut && !retried.has(key(c))) {
+            retried.add(key(c));
+            done.delete(key(c));
             pendingNote = `note: run again on a fresh machine: the first attempt lost its SSH connection while the machine was alive and its kernel reported nothing (${r.reason ?? 'no reason'})`;
-            died = true;
+            ending = { kind: 'died' };
             break;
           }
           if (dead) {
@@ -108,22 +138,31 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
             }
           }
           hooks.result(r);
-          if (dead) { died = true; break; }
+          if (dead) { ending = { kind: 'died' }; break; }
+          if (timedOut) { ending = { kind: 'timed-out', id: c.id }; break; }
         }
-        if (!died) {
+        if (ending.kind === 'done') {
           // A teardown that could not put things back (a device binding, an mdev) is reported, never hidden.
           await suite.teardown?.(state, target!, agent!).catch((e: Error) => {
             hooks.result(errorResult(`${suite.name}/teardown`, suite.name, f.profile, `suite teardown failed: ${e.message}`));
           });
           break;
         }
+        const left = cases.filter((x) => !done.has(key(x)));
+        if (ending.kind === 'timed-out') {
+          const r = await recoverFromTimeout(target!, suite, state, agent!, hooks, f.profile);
+          if ('agent' in r) {
+            agent = r.agent;
+            if (!left.length) break;
+            pendingNote = `note: run after the agent was restarted and the suite set up again (${ending.id} ran out of time)`;
+            continue;
+          }
+          pendingNote = `note: ${ending.id} ran out of time and ${r.why}`;
+        }
         needFresh = true;
-        const left = cases.filter((x) => !done.has(x.id));
         if (!left.length) break;
         if (++replacements > MAX_REPLACEMENTS) {
-          for (const c of left) {
-            hooks.result({ ...errorResult(c.id, suite.name, f.profile, `not run: the machine died ${replacements - 1} times in this suite`), device: c.device });
-          }
+          notRun(`the machine was replaced ${replacements - 1} times in this suite`);
           break;
         }
         pendingNote = [pendingNote, `note: running on replacement machine #${replacements}`].filter(Boolean).join('; ');
@@ -135,45 +174,108 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
   }
 }
 
+/**
+ * After a case ran out of time (its agent already closed): end the agent process, which closes
+ * every fd the suite held, tear the suite down, and start a new agent for the suite's next setup.
+ * When any of it fails, why: the machine is then replaced. A failed teardown is reported.
+ */
+async function recoverFromTimeout(
+  target: Target, suite: Suite<unknown>, state: unknown, closed: AgentClient, hooks: RunnerHooks, profile: string,
+): Promise<{ agent: AgentClient } | { why: string }> {
+  const stuck = await stopAgent(target, target.agentPath ?? AGENT_PATH);
+  if (stuck) return { why: stuck };
+  try {
+    await suite.teardown?.(state, target, closed);
+  } catch (e) {
+    hooks.result(errorResult(`${suite.name}/teardown`, suite.name, profile, `suite teardown after a timed-out case failed: ${(e as Error).message}`));
+    return { why: 'the suite\'s teardown failed' };
+  }
+  try {
+    return { agent: await AgentClient.start(target, target.agentPath) };
+  } catch (e) {
+    return { why: `the agent did not start again (${(e as Error).message})` };
+  }
+}
+
 function errorResult(id: string, suite: string, profile: string, reason: string): CaseResult {
   return { id, suite, profile, device: NO_DEVICE, status: 'error', reason, durationMs: 0, faults: [], artifacts: {} };
 }
 
-async function runCase(c: CaseDef<unknown>, state: unknown, suite: string, profile: string, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string): Promise<{ result: CaseResult; exchanges: Exchange[] }> {
+const GUARDED = new Set(['exec', 'upload', 'openChannel', 'mark']);
+
+/** The target as a case sees it: once `signal` is aborted, everything that reaches the machine refuses. */
+function guardTarget<T extends Target>(t: T, signal: AbortSignal): T {
+  return new Proxy(t, {
+    get(obj, key) {
+      const v = Reflect.get(obj, key, obj) as unknown;
+      if (typeof v !== 'function') return v;
+      if (!GUARDED.has(String(key))) return (v as (...a: unknown[]) => unknown).bind(obj);
+      return (...args: unknown[]) => (signal.aborted
+        ? Promise.reject(new HarnessError(`refused after the case ran out of time: ${String(key)}`))
+        : (v as (...a: unknown[]) => unknown).apply(obj, args));
+    },
+  });
+}
+
+interface CaseRun {
+  result: CaseResult;
+  exchanges: Exchange[];
+  /** the case ran out of time: its agent was closed at that moment */
+  timedOut: boolean;
+  /** the agent's connection was alive when the case ended (before the runner closed it) */
+  agentWasAlive: boolean;
+}
+
+async function runCase(
+  c: CaseDef<unknown>, state: unknown, suite: string, f: TargetFactory, target: Target & { consoleLog?: string }, agent: AgentClient, runDir: string,
+): Promise<CaseRun> {
   const notes: string[] = [];
   const started = Date.now();
   let outcome: CaseOutcome;
   const fmark = target.faultMark();
+  const ctl = new AbortController();
+  const ms = c.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  let agentWasAlive = true;
+  let timedOut = false;
   try {
     await target.mark(c.id);
     agent.takeLog();
-    outcome = await withTimeout(c.run(state, { id: c.id, target, agent, note: (l) => notes.push(l) }), c.timeoutMs ?? 60_000, c.id);
+    const ctx = { id: c.id, target: guardTarget(target, ctl.signal), agent, note: (l: string) => { if (!ctl.signal.aborted) notes.push(l); }, signal: ctl.signal };
+    outcome = await withTimeout(c.run(state, ctx), ms, () => {
+      // Synchronously, before the body can send another request: from here on it reaches nothing.
+      timedOut = true;
+      agentWasAlive = agent.alive;
+      ctl.abort(new HarnessError(`${c.id} did not finish within ${ms / 1000} s`));
+      agent.close();
+    });
   } catch (e) {
-    outcome = e instanceof AgentGone || !target.isAlive()
-      ? { status: 'error', reason: (e as Error).message }
-      : { status: 'error', reason: `case threw: ${(e as Error).message}` };
+    outcome = timedOut
+      ? { status: 'error', reason: `did not finish within ${ms / 1000} s; stopped (its agent was closed) before the next case` }
+      : e instanceof AgentGone || !target.isAlive()
+        ? { status: 'error', reason: (e as Error).message }
+        : { status: 'error', reason: `case threw: ${(e as Error).message}` };
   }
+  if (!timedOut) agentWasAlive = agent.alive;
   // A panic or Oops reaches the serial console a little after the request that caused it.
-  if (!target.isAlive() || !agent.alive) await new Promise((r) => setTimeout(r, 1500));
+  if (!target.isAlive() || !agentWasAlive) await new Promise((r) => setTimeout(r, f.faultGraceMs ?? FAULT_GRACE_MS));
   const faults = target.faultsSince(fmark);
   outcome = judgeFaults(outcome, faults, c.expectedFaults);
   const exchanges = agent.takeLog();
   const log = [...exchanges.map(formatExchange), ...notes];
   const artifacts: Record<string, string> = {};
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
-  return {
-    result: {
-      id: c.id, suite, profile, device: c.device, status: outcome.status, reason: outcome.reason,
-      observed: outcome.observed, expected: outcome.expected, durationMs: Date.now() - started,
-      faults, artifacts, log,
-    },
-    exchanges,
+  const result: CaseResult = {
+    id: c.id, suite, profile: f.profile, device: c.device, status: outcome.status, reason: outcome.reason,
+    observed: outcome.observed, measurements: outcome.measurements, expected: outcome.expected, durationMs: Date.now() - started,
+    faults, artifacts, log,
   };
+  if (outcome.blockedBy !== undefined && result.status === 'blocked') result.blockedBy = outcome.blockedBy;
+  return { result, exchanges, timedOut, agentWasAlive };
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new HarnessError(`${what} did not finish within ${ms / 1000} s`)), ms);
+    const t = setTimeout(() => { onTimeout(); reject(new Error('timed out')); }, ms);
     p.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e); });
   });
 }

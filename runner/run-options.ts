@@ -1,9 +1,13 @@
 import type { AccelMode } from '../harness/qemu/accel.js';
+import type { QemuChoice } from './qemu-choice.js';
 import type { Suite } from '../suites/types.js';
+import type { ScopeOptions } from './scope.js';
 
 /**
  * What it takes to boot guests of the kernel under test: shared by `run`, `boot` and `replay`.
- * A new option of theirs is a field here, read where the guests are set up (runner/guest-setup.ts).
+ * A new option of theirs is a field here, its flag in cli/guest-flags.ts (GUEST_FLAGS and
+ * guestOptions), its use where the guests are set up (runner/guest-setup.ts), and, when results
+ * should record it, a field of the RunInfo that runner/run-guests.ts makes with newRunInfo.
  */
 export interface GuestOptions {
   /** debian:latest, debian:X.Y, or a kernel tree's path */
@@ -13,6 +17,10 @@ export interface GuestOptions {
   modules?: string[];
   /** how long a guest may take to answer SSH */
   bootTimeoutMs: number;
+  /** the QEMU the guests boot on (default: the host's; a profile that needs ours gets ours) */
+  qemu?: QemuChoice;
+  /** a bundle written by `prepare --out DIR`: boot from it and build nothing */
+  prepared?: string;
 }
 
 /** A lab host reached over SSH instead of booted guests (`run --target`). */
@@ -38,4 +46,8 @@ export interface RunOptions extends GuestOptions {
   arch?: string;
   /** run on this machine instead of booting guests; `kernel` then names the agent's uapi headers */
   lab?: LabTargetOptions;
+  /** a subset (--case/--exclude) or one shard of the plan (--shard I/N) */
+  scope?: ScopeOptions;
+  /** profiles run at once (--jobs; default 1) */
+  jobs?: number;
 }

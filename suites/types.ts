@@ -7,7 +7,11 @@ export interface CaseOutcome {
   status: Status;
   reason?: string;
   observed?: Record<string, unknown>;
+  /** timings, byte counts, generated ids: kept apart from observed so they never count as a change */
+  measurements?: Record<string, unknown>;
   expected?: Record<string, unknown>;
+  /** status blocked: the id of the case that tests the precondition that did not hold */
+  blockedBy?: string;
 }
 
 export interface CaseContext {
@@ -17,6 +21,13 @@ export interface CaseContext {
   agent: AgentClient;
   /** free-form lines for the step log (agent exchanges are logged automatically) */
   note(line: string): void;
+  /**
+   * Aborted when the case ran out of time. From then on `agent` and `target` refuse every request
+   * (the runner restarts the agent and sets the suite up again before the next case), so a body
+   * that is still running cannot act on the next case's devices; a long loop may check it to stop
+   * early.
+   */
+  signal: AbortSignal;
 }
 
 export interface CaseDef<S> {
@@ -49,9 +60,26 @@ export interface SuiteMachine {
 }
 
 /**
+ * One id a suite can name before any target is seen (`vfio-conformance list`, `plan`, `--case`).
+ * `static`: the same on every target. `derived`: setup derives it from what it finds (the device's
+ * migration flags, the selftest program's own list), so it is listed for the default target and
+ * `from` says what it depends on; another device or kernel may have other ids. A `pattern` stands
+ * for ids that cannot be listed at all before setup (a glob, e.g. one case per selftest `-l` prints).
+ */
+export interface CaseListing {
+  id: string;
+  known: 'static' | 'derived';
+  from?: string;
+  pattern?: boolean;
+}
+
+/**
  * A suite: sets up a fresh target (devices, modules) and lists its cases. The runner may call
  * setup more than once: after a case kills the guest, a new guest is booted and the suite is set
- * up again, and the remaining cases run there.
+ * up again, and the remaining cases run there; after a case ran out of time, the runner ends the
+ * agent (and with it every fd the suite held), calls teardown with that closed agent, starts a new
+ * agent and calls setup again. So teardown must release what outlives the agent (mdev instances,
+ * driver bindings) also when `agent.alive` is false, and use the agent only while it is alive.
  */
 export interface Suite<S = unknown> {
   name: string;
@@ -59,6 +87,8 @@ export interface Suite<S = unknown> {
   machine?: SuiteMachine;
   setup(target: Target, agent: AgentClient): Promise<SetupResult<S>>;
   teardown?(state: S, target: Target, agent: AgentClient): Promise<void>;
+  /** its case ids without a target, in run order (every registered suite has one; a unit test checks) */
+  list?(): CaseListing[];
 }
 
 /**

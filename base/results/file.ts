@@ -381,6 +381,9 @@ export type JUnitOutcome =
  *            deserves a look (e.g. slow arc, kernel WARNING not attributable to the step). A JUnit
  *            failure would gate CI on it, and JUnit has no "passed with warning" state, so the
  *            reason travels as output; the HTML report and compare show warnings first-class.
+ *   blocked -> <skipped message="blocked by ID: reason">. The case's own assertion never ran (a
+ *            precondition another case tests failed), so it is neither passed nor a failure of
+ *            its own: the named case carries the failure, and CI counts it once.
  */
 export function junitOutcome(status: Status, reason?: string): JUnitOutcome {
   switch (status) {
@@ -396,6 +399,8 @@ export function junitOutcome(status: Status, reason?: string): JUnitOutcome {
       return { element: 'passed', note: `expected-unsupported: asserted as unsupported on this kernel/device${reason ? ` (${reason})` : ''}` };
     case 'warning':
       return { element: 'passed', note: `warning: ${reason ?? '(no reason given)'}` };
+    case 'blocked':
+      return { element: 'skipped' };
   }
 }
 

@@ -10,8 +10,15 @@ import { arrayOf, bool, num, object, oneOf, optional, recordOf, str, unknownValu
 
 export const SCHEMA_VERSION = 1;
 
-export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning';
-export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning'];
+/**
+ * blocked: the case did not get to its own assertion because a precondition another case tests did
+ * not hold (e.g. VFIO_DEVICE_RESET left the device outside RUNNING). It is never a pass; `blockedBy`
+ * names that other case, so a report leads with the one failure that explains the rest. Added
+ * without a schema bump: every version-1 file is still valid, and an older reader refuses the new
+ * word with a one-line error naming it.
+ */
+export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning' | 'blocked';
+export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning', 'blocked'];
 
 export type DeviceClass = 'real' | 'sample' | 'emulated' | 'none';
 export const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'sample', 'emulated', 'none'];
@@ -48,8 +55,15 @@ export const CaseResultShape = object({
   reason: optional(str()),
   /** what was observed (errno names, sizes, states) — compared across runs */
   observed: optional(recordOf(unknownValue())),
+  /**
+   * figures that vary between runs of the same behaviour (timings, byte counts, generated UUIDs):
+   * shown and plotted with their spread, never compared as a change
+   */
+  measurements: optional(recordOf(unknownValue())),
   /** what the contract expected, for failure messages */
   expected: optional(recordOf(unknownValue())),
+  /** status blocked: the id of the case (same profile and device) that tests the precondition that failed */
+  blockedBy: optional(str()),
   durationMs: num({ min: 0 }),
   faults: arrayOf(ConsoleFaultShape),
   artifacts: recordOf(str({ expected: 'a string (a path)' })),
@@ -57,6 +71,23 @@ export const CaseResultShape = object({
   log: optional(arrayOf(str())),
 });
 export type CaseResult = Infer<typeof CaseResultShape>;
+
+export const SelectionShape = object({ include: arrayOf(str()), exclude: arrayOf(str()) });
+
+/** One shard of a plan: which cells it ran, and every shard's, for merge. */
+export const ShardInfoShape = object({
+  /** 1-based, as CI_NODE_INDEX */
+  index: num({ min: 1 }),
+  total: num({ min: 1 }),
+  planHash: str(),
+  /** `profile/suite` cells this shard ran */
+  cells: arrayOf(str()),
+  /** every shard's cells, index 1 first: merge names a missing shard's cells from it */
+  assignment: arrayOf(arrayOf(str())),
+  /** every cell of the plan, in plan order: the merged results keep it */
+  plan: arrayOf(str()),
+});
+export type ShardInfo = Infer<typeof ShardInfoShape>;
 
 const QemuShape = object({
   version: str(),
@@ -87,6 +118,12 @@ export const RunInfoShape = object({
   target: object({ kind: oneOf(['qemu', 'ssh']), address: optional(str()) }),
   /** harness errors that ended the run or a profile early */
   errors: arrayOf(object({ profile: optional(str()), message: str(), log: optional(str()) })),
+  /** a subset of the matrix: `run --case/--exclude` (never gated as the whole matrix) */
+  selection: optional(SelectionShape),
+  /** one shard of a plan (`run --shard I/N`) */
+  shard: optional(ShardInfoShape),
+  /** shards joined by `merge` */
+  merged: optional(object({ shards: num({ min: 1 }), planHash: str(), from: arrayOf(str()), missing: arrayOf(num({ min: 1 })) })),
 }, { open: true });
 export type RunInfo = Infer<typeof RunInfoShape>;
 

@@ -1,4 +1,5 @@
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { AnyReply, Args, OkReply, OpName, Reply } from '../../harness/agent/protocol.js';
 import { HarnessError } from '../../base/errors.js';
 import type { CaseOutcome } from '../types.js';
 import type { Checks } from '../migration/steps.js';
@@ -28,7 +29,7 @@ export const MOCK = {
 } as const;
 
 /** The errno name of a reply, 'OK' on success. An agent refusal (BADREQ/UNSUPPORTED) is a harness problem. */
-export function errOf(r: AgentReply): string {
+export function errOf(r: AnyReply): string {
   if (r.ok) return 'OK';
   if (r.err === 'BADREQ') throw new HarnessError(`agent refused a request: ${r.msg ?? ''}`);
   if (r.err === 'UNSUPPORTED') return 'UNSUPPORTED';
@@ -36,7 +37,7 @@ export function errOf(r: AgentReply): string {
 }
 
 /** A step that must succeed for the case to mean anything: failure is a harness-level error. */
-export async function must(agent: AgentClient, op: string, args: Record<string, unknown>, what?: string): Promise<AgentReply> {
+export async function must<O extends OpName>(agent: AgentClient, op: O, args: Args<O>, what?: string): Promise<OkReply<O>> {
   const r = await agent.request(op, args);
   if (!r.ok) throw new HarnessError(`${what ?? op} failed: ${r.err}${r.where ? ` (${r.where})` : ''}${r.msg ? `: ${r.msg}` : ''}`);
   return r;
@@ -53,17 +54,20 @@ export interface MockDev {
   idev: number;
 }
 
+/** What a GET_DIRTY_BITMAP case may set beyond the range and page size. */
+export type BitmapExtra = Omit<Args<'get_dirty_bitmap'>, 'iommufd' | 'hwpt' | 'iova' | 'length' | 'page_size'>;
+
 /** Thin wrappers over the agent's iommufd ops for one /dev/iommu fd. */
 export class Iommufd {
   constructor(readonly agent: AgentClient, readonly fd: number) {}
 
   static async open(agent: AgentClient): Promise<Iommufd> {
     const r = await must(agent, 'iommufd_open', {}, 'open /dev/iommu');
-    return new Iommufd(agent, r.fd as number);
+    return new Iommufd(agent, r.fd);
   }
 
   async ioas(): Promise<number> {
-    return (await must(this.agent, 'ioas_alloc', { iommufd: this.fd }, 'IOMMU_IOAS_ALLOC')).ioas as number;
+    return (await must(this.agent, 'ioas_alloc', { iommufd: this.fd }, 'IOMMU_IOAS_ALLOC')).ioas;
   }
 
   /** Map IOVA -> fresh memory 1:1 in 4 KiB pages: no huge IOPTEs, so one mock IOPTE per 2 KiB bit. */
@@ -73,54 +77,54 @@ export class Iommufd {
 
   async map(ioas: number, iova: number, length: number): Promise<{ addr: number }> {
     const r = await must(this.agent, 'ioas_map', { iommufd: this.fd, ioas, iova, length }, `IOMMU_IOAS_MAP ${length} bytes at 0x${iova.toString(16)}`);
-    return { addr: r.addr as number };
+    return { addr: r.addr };
   }
 
-  mockDomain(ptId: number, devFlags?: number): Promise<AgentReply> {
+  mockDomain(ptId: number, devFlags?: number): Promise<Reply<'test_mock_domain'>> {
     return this.agent.request('test_mock_domain', { iommufd: this.fd, pt_id: ptId, ...(devFlags === undefined ? {} : { dev_flags: devFlags }) });
   }
 
   async mustMockDomain(ptId: number, devFlags?: number): Promise<MockDev> {
     const r = await this.mockDomain(ptId, devFlags);
     if (!r.ok) throw new HarnessError(`IOMMU_TEST_OP_MOCK_DOMAIN${devFlags ? `_FLAGS(0x${devFlags.toString(16)})` : ''} failed: ${r.err}`);
-    return { stdev: r.stdev_id as number, hwpt: r.hwpt_id as number, idev: r.idev_id as number };
+    return { stdev: r.stdev_id, hwpt: r.hwpt_id, idev: r.idev_id };
   }
 
-  hwptAlloc(devId: number, ptId: number, flags = 0): Promise<AgentReply> {
+  hwptAlloc(devId: number, ptId: number, flags = 0): Promise<Reply<'hwpt_alloc'>> {
     return this.agent.request('hwpt_alloc', { iommufd: this.fd, dev_id: devId, pt_id: ptId, flags });
   }
 
   async mustHwpt(devId: number, ptId: number, flags = 0): Promise<number> {
     const r = await this.hwptAlloc(devId, ptId, flags);
     if (!r.ok) throw new HarnessError(`IOMMU_HWPT_ALLOC(flags 0x${flags.toString(16)}) failed: ${r.err}`);
-    return r.hwpt as number;
+    return r.hwpt;
   }
 
-  hwInfo(devId: number): Promise<AgentReply> {
+  hwInfo(devId: number): Promise<Reply<'get_hw_info'>> {
     return this.agent.request('get_hw_info', { iommufd: this.fd, dev_id: devId });
   }
 
-  tracking(hwpt: number, enable: boolean, extra: Record<string, unknown> = {}): Promise<AgentReply> {
+  tracking(hwpt: number, enable: boolean, extra: Pick<Args<'set_dirty_tracking'>, 'flags' | 'reserved'> = {}): Promise<Reply<'set_dirty_tracking'>> {
     return this.agent.request('set_dirty_tracking', { iommufd: this.fd, hwpt, enable, ...extra });
   }
 
-  bitmap(hwpt: number, iova: number, length: number, pageSize: number, extra: Record<string, unknown> = {}): Promise<AgentReply> {
+  bitmap(hwpt: number, iova: number, length: number, pageSize: number, extra: BitmapExtra = {}): Promise<Reply<'get_dirty_bitmap'>> {
     return this.agent.request('get_dirty_bitmap', { iommufd: this.fd, hwpt, iova, length, page_size: pageSize, ...extra });
   }
 
-  mark(hwpt: number, iova: number, length: number, pageSize: number, bitmapHex: string): Promise<AgentReply> {
+  mark(hwpt: number, iova: number, length: number, pageSize: number, bitmapHex: string): Promise<Reply<'test_dirty'>> {
     return this.agent.request('test_dirty', { iommufd: this.fd, hwpt, iova, length, page_size: pageSize, bitmap: bitmapHex });
   }
 
-  pasid(stdev: number, action: 'attach' | 'replace' | 'detach' | 'check', pasid: number, ptId?: number): Promise<AgentReply> {
+  pasid(stdev: number, action: Args<'test_pasid'>['action'], pasid: number, ptId?: number): Promise<Reply<'test_pasid'>> {
     return this.agent.request('test_pasid', { iommufd: this.fd, stdev_id: stdev, action, pasid, ...(ptId === undefined ? {} : { pt_id: ptId }) });
   }
 
-  mockReplace(stdev: number, ptId: number): Promise<AgentReply> {
+  mockReplace(stdev: number, ptId: number): Promise<Reply<'test_mock_replace'>> {
     return this.agent.request('test_mock_replace', { iommufd: this.fd, stdev_id: stdev, pt_id: ptId });
   }
 
-  destroy(id: number): Promise<AgentReply> {
+  destroy(id: number): Promise<Reply<'destroy'>> {
     return this.agent.request('destroy', { iommufd: this.fd, object: id });
   }
 

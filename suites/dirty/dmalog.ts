@@ -1,4 +1,5 @@
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { Args, Reply } from '../../harness/agent/protocol.js';
 import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef } from '../types.js';
 import { Checks, FEATURE } from '../migration/steps.js';
@@ -17,6 +18,8 @@ export interface DmaLogState {
 }
 
 type Case = CaseDef<DmaLogState>;
+/** the state once setup found the device: what every case but the skipped one runs on */
+type Ready = DmaLogState & { dev: number };
 
 /** LOG_MAX_RANGES = PAGE_SIZE / sizeof(struct vfio_device_feature_dma_logging_range) = 4096 / 16 */
 export const LOG_MAX_RANGES = 256;
@@ -27,30 +30,34 @@ export function rangeList(n: number, base = 0x100000, len = PG): string {
   return Array.from({ length: n }, (_, i) => `0x${(base + i * 2 * len).toString(16)}:0x${len.toString(16)}`).join(',');
 }
 
-function log(s: DmaLogState, action: 'start' | 'stop' | 'report', args: Record<string, unknown> = {}): Promise<AgentReply> {
+type LogArgs = Omit<Args<'dma_logging'>, 'dev' | 'action'>;
+
+function log(s: Ready, action: Args<'dma_logging'>['action'], args: LogArgs = {}): Promise<Reply<'dma_logging'>> {
   return s.agent.request('dma_logging', { dev: s.dev, action, ...args });
 }
 
 export function dmaLoggingCases(device: DeviceInfo): Case[] {
-  const withDev = (id: string, fn: (s: DmaLogState, c: Checks, obs: Record<string, unknown>) => Promise<Record<string, unknown>>): Case => ({
+  const withDev = (id: string, fn: (s: Ready, c: Checks, obs: Record<string, unknown>) => Promise<Record<string, unknown>>): Case => ({
     id,
     device,
     async run(s) {
-      if (s.dev === undefined) return { status: 'error', reason: `mtty not available: ${s.setupError ?? 'unknown'}` };
+      const dev = s.dev;
+      if (dev === undefined) return { status: 'error', reason: `mtty not available: ${s.setupError ?? 'unknown'}` };
+      const ready = { ...s, dev };
       const c = new Checks();
       const obs: Record<string, unknown> = {};
-      const exp = await fn(s, c, obs);
-      await log(s, 'stop');
+      const exp = await fn(ready, c, obs);
+      await log(ready, 'stop');
       return outcome(c, obs, exp);
     },
   });
-  const start = (name: string, want: string, why: string, args: Record<string, unknown>): Case =>
+  const start = (name: string, want: string, why: string, args: LogArgs): Case =>
     withDev(`dirty/dma-logging/start/${name}`, async (s, c, obs) => {
       obs.errno = errOf(await log(s, 'start', { page_size: PG, ...args }));
       c.eq(why, obs.errno, want);
       return { errno: want };
     });
-  const report = (name: string, want: string, why: string, args: Record<string, unknown>): Case =>
+  const report = (name: string, want: string, why: string, args: LogArgs): Case =>
     withDev(`dirty/dma-logging/report/${name}`, async (s, c, obs) => {
       await log(s, 'start', { page_size: PG, ranges: rangeList(1) });
       obs.errno = errOf(await log(s, 'report', { iova: 0x100000, length: PG, page_size: PG, ...args }));

@@ -1,4 +1,4 @@
-import type { AgentReply } from '../../harness/agent/client.js';
+import type { AnyReply, Reply } from '../../harness/agent/protocol.js';
 import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef, CaseOutcome } from '../types.js';
 import { Checks } from '../migration/steps.js';
@@ -54,7 +54,7 @@ export async function makeFixture(fd: Iommufd, length: number): Promise<Fixture>
 }
 
 /** Mark `bits` dirty through the mock; the kernel answers how many IOPTEs it marked. */
-async function markBits(fd: Iommufd, f: Fixture, bits: Bits, hwpt = f.hwpt): Promise<AgentReply> {
+async function markBits(fd: Iommufd, f: Fixture, bits: Bits, hwpt = f.hwpt): Promise<Reply<'test_dirty'>> {
   return fd.mark(hwpt, f.iova, f.length, MOCK.PAGE_SIZE, toHex(bits, f.nbits));
 }
 
@@ -91,14 +91,14 @@ function bitmapCase(device: DeviceInfo, label: string, size: number, pattern: Pa
       c.eq('pages the mock marked (out_nr_dirty)', m.out_nr_dirty, want.length);
       const r = await s.fd.bitmap(f.hwpt, f.iova, f.length, MOCK.PAGE_SIZE);
       c.eq('GET_DIRTY_BITMAP', errOf(r), 'OK');
-      const cmp = compareBits(want, (r.bitmap as string) ?? '', f.nbits);
+      const cmp = compareBits(want, r.bitmap ?? '', f.nbits);
       judge(c, 'first read', cmp);
       // The default read clears: a second read of the same range must be empty.
       const again = await s.fd.bitmap(f.hwpt, f.iova, f.length, MOCK.PAGE_SIZE);
       c.eq('second GET_DIRTY_BITMAP', errOf(again), 'OK');
       c.eq('bits left after a clearing read', again.bits_set, 0);
       await s.fd.tracking(f.hwpt, false);
-      return finish(c, { ...cmpObserved(cmp), bitmapBytes: ((r.bitmap as string) ?? '').length / 2, bitsAfterClearingRead: again.bits_set },
+      return finish(c, { ...cmpObserved(cmp), bitmapBytes: (r.bitmap ?? '').length / 2, bitsAfterClearingRead: again.bits_set },
         { falseNegatives: 0, bitsAfterClearingRead: 0, pages: f.nbits }, cmp.falsePositives);
     },
   };
@@ -120,7 +120,7 @@ function noClearCase(device: DeviceInfo, label: string, size: number): Case {
       for (const [k, fl] of flags.entries()) {
         const r = await s.fd.bitmap(f.hwpt, f.iova, f.length, MOCK.PAGE_SIZE, { flags: fl });
         c.eq(`read ${k + 1} (${fl ? 'NO_CLEAR' : 'clearing'})`, errOf(r), 'OK');
-        const cmp = compareBits(want, (r.bitmap as string) ?? '', f.nbits);
+        const cmp = compareBits(want, r.bitmap ?? '', f.nbits);
         judge(c, `read ${k + 1} (${fl ? 'NO_CLEAR' : 'clearing'}) after ${k} earlier read(s)`, cmp);
         reads.push(cmp);
       }
@@ -156,12 +156,12 @@ function unalignedCases(device: DeviceInfo): Case[] {
         const count = 100;
         const r = await s.fd.bitmap(f.hwpt, f.iova + off * P, count * P, P);
         c.eq('GET_DIRTY_BITMAP of the sub-range', errOf(r), 'OK');
-        const cmp = compareBits(windowBits(want, off, count), (r.bitmap as string) ?? '', count);
+        const cmp = compareBits(windowBits(want, off, count), r.bitmap ?? '', count);
         judge(c, 'sub-range read', cmp);
         // What was outside the sub-range must still be dirty; what was inside must be clean now.
         const rest = await s.fd.bitmap(f.hwpt, f.iova, f.length, P);
         const outside = want.filter((i) => i < off || i >= off + count);
-        const restCmp = compareBits(outside, (rest.bitmap as string) ?? '', f.nbits);
+        const restCmp = compareBits(outside, rest.bitmap ?? '', f.nbits);
         c.eq('pages outside the sub-range lost by its clearing read', restCmp.falseNegatives, 0);
         c.eq('pages inside the sub-range still dirty after it was read', restCmp.falsePositives, 0);
         await s.fd.tracking(f.hwpt, false);
@@ -181,7 +181,7 @@ function unalignedCases(device: DeviceInfo): Case[] {
         c.eq('IOMMU_TEST_OP_DIRTY', errOf(await markBits(s.fd, f, want)), 'OK');
         const r = await s.fd.bitmap(f.hwpt, f.iova, f.length, P, { bitmap_offset: 0xff1 });
         c.eq('GET_DIRTY_BITMAP into a bitmap at offset 0xff1', errOf(r), 'OK');
-        const cmp = compareBits(want, (r.bitmap as string) ?? '', f.nbits);
+        const cmp = compareBits(want, r.bitmap ?? '', f.nbits);
         judge(c, 'misaligned user bitmap', cmp);
         await s.fd.tracking(f.hwpt, false);
         return finish(c, cmpObserved(cmp), { falseNegatives: 0 }, cmp.falsePositives);
@@ -200,7 +200,7 @@ function unalignedCases(device: DeviceInfo): Case[] {
         const r = await s.fd.bitmap(f.hwpt, f.iova, f.length, 2 * P);
         c.eq('GET_DIRTY_BITMAP at page_size 4096', errOf(r), 'OK');
         const want = foldBits(fine, 2);
-        const cmp = compareBits(want, (r.bitmap as string) ?? '', f.nbits / 2);
+        const cmp = compareBits(want, r.bitmap ?? '', f.nbits / 2);
         judge(c, '4 KiB read of 2 KiB marks', cmp);
         await s.fd.tracking(f.hwpt, false);
         return finish(c, cmpObserved(cmp), { falseNegatives: 0 }, cmp.falsePositives);
@@ -212,7 +212,7 @@ function unalignedCases(device: DeviceInfo): Case[] {
 /** Validation of SET_DIRTY_TRACKING / GET_DIRTY_BITMAP and the tracking life cycle (§2.3). */
 function trackingCases(device: DeviceInfo): Case[] {
   const P = MOCK.PAGE_SIZE;
-  const simple = (id: string, want: string | string[], why: string, fn: (s: IommufdState, f: Fixture) => Promise<AgentReply>): Case => ({
+  const simple = (id: string, want: string | string[], why: string, fn: (s: IommufdState, f: Fixture) => Promise<AnyReply>): Case => ({
     id,
     device,
     async run(s) {
@@ -332,9 +332,13 @@ function capabilityCases(device: DeviceInfo, realDeviceWhy: string): Case[] {
           const dev = await s.fd.mustMockDomain(ioas, flags || undefined);
           const hw = await s.fd.hwInfo(dev.idev);
           c.eq(`${name}: GET_HW_INFO`, errOf(hw), 'OK');
-          const cap = ((hw.capabilities as number) & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
+          if (!hw.ok) {
+            await s.fd.destroy(dev.stdev);
+            continue;
+          }
+          const cap = (hw.capabilities & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
           const alloc = errOf(await s.fd.hwptAlloc(dev.idev, ioas, IOMMUFD.HWPT_ALLOC_DIRTY_TRACKING));
-          obs[`${name}.type`] = `0x${(hw.type as number).toString(16)}`;
+          obs[`${name}.type`] = `0x${hw.type.toString(16)}`;
           obs[`${name}.capDirty`] = cap;
           obs[`${name}.allocDirty`] = alloc;
           c.eq(`${name}: hw_info type`, hw.type, MOCK.HW_INFO_TYPE_SELFTEST);
@@ -355,11 +359,11 @@ function capabilityCases(device: DeviceInfo, realDeviceWhy: string): Case[] {
       async run(s) {
         const f = await s.fixture(MID);
         const r = await s.fd.mockDomain(f.hwpt, MOCK.FLAGS_DEVICE_NO_DIRTY);
-        if (r.ok) await s.fd.destroy(r.stdev_id as number);
+        if (r.ok) await s.fd.destroy(r.stdev_id);
         const c = new Checks();
         c.eq('MOCK_DOMAIN_FLAGS(NO_DIRTY) attached to a dirty HWPT', errOf(r), 'EINVAL');
         const ok = await s.fd.mockDomain(f.hwpt);
-        if (ok.ok) await s.fd.destroy(ok.stdev_id as number);
+        if (ok.ok) await s.fd.destroy(ok.stdev_id);
         c.eq('a dirty-capable mock device attached to it', errOf(ok), 'OK');
         return outcome(c, { noDirty: errOf(r), capable: errOf(ok) }, { noDirty: 'EINVAL', capable: 'OK' });
       },
@@ -413,10 +417,10 @@ function contiguousCases(device: DeviceInfo): Case[] {
       c.eq('IOMMU_TEST_OP_DIRTY', errOf(await markBits(s.fd, f, [bit])), 'OK');
       const r = await s.fd.bitmap(f.hwpt, f.iova, f.length, P);
       c.eq('GET_DIRTY_BITMAP', errOf(r), 'OK');
-      const cmp = compareBits([bit], (r.bitmap as string) ?? '', f.nbits);
+      const cmp = compareBits([bit], r.bitmap ?? '', f.nbits);
       judge(c, `2 KiB page ${bit} of a 4 KiB IOPTE`, cmp);
       await s.fd.tracking(f.hwpt, false);
-      return finish(c, { ...cmpObserved(cmp), reported: compareBits([], (r.bitmap as string) ?? '', f.nbits).firstExtra.join(',') },
+      return finish(c, { ...cmpObserved(cmp), reported: compareBits([], r.bitmap ?? '', f.nbits).firstExtra.join(',') },
         { falseNegatives: 0, reported: `${bit} (or 0,1: the whole IOPTE)` }, cmp.falsePositives);
     },
   }));
@@ -456,7 +460,7 @@ export function oracleCases(device: DeviceInfo): Case[] {
       for (const [name, h] of [['A', f.hwpt], ['B', twin]] as const) {
         const r = await s.fd.bitmap(h, f.iova, f.length, P);
         c.eq(`${name}: GET_DIRTY_BITMAP`, errOf(r), 'OK');
-        reports.push((r.bitmap as string) ?? '');
+        reports.push(r.bitmap ?? '');
         await s.fd.tracking(h, false);
       }
       const [a, b] = reports as [string, string];

@@ -1,4 +1,5 @@
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { Args, Reply } from '../../harness/agent/protocol.js';
 import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef } from '../types.js';
 import { Checks } from '../migration/steps.js';
@@ -22,6 +23,9 @@ export interface Type1State {
 }
 
 type Case = CaseDef<Type1State>;
+/** the state once setup made the container: what the cases run on */
+type Ready = Type1State & { container: number };
+type DirtyArgs = Omit<Args<'container_dirty'>, 'container' | 'action'>;
 
 const PG = 4096;
 /** Two adjacent mappings (A then B) made at setup, and C / D made by the cases. */
@@ -30,12 +34,12 @@ export const B = { iova: 0x200000, size: 0x10000 };
 const C = { iova: 0x400000, size: 0x10000 };
 const D = { iova: 0x500000, size: 0x10000 };
 
-function dirty(s: Type1State, action: 'start' | 'stop' | 'get_bitmap', args: Record<string, unknown> = {}): Promise<AgentReply> {
+function dirty(s: Ready, action: Args<'container_dirty'>['action'], args: DirtyArgs = {}): Promise<Reply<'container_dirty'>> {
   return s.agent.request('container_dirty', { container: s.container, action, ...args });
 }
 
 /** GET_BITMAP over [iova, iova+size) at the container's page size with a right-sized bitmap unless overridden. */
-function get(s: Type1State, iova: number, size: number, extra: Record<string, unknown> = {}): Promise<AgentReply> {
+function get(s: Ready, iova: number, size: number, extra: DirtyArgs = {}): Promise<Reply<'container_dirty'>> {
   return dirty(s, 'get_bitmap', { iova, size, pgsize: PG, ...extra });
 }
 
@@ -46,34 +50,31 @@ export async function mapType1(agent: AgentClient, container: number): Promise<v
   }
 }
 
-function needContainer(s: Type1State): string | undefined {
-  return s.container === undefined ? `type1 container not available: ${s.setupError ?? 'unknown'}` : undefined;
-}
 
 export function type1Cases(device: DeviceInfo): Case[] {
-  const withContainer = (id: string, fn: (s: Type1State, c: Checks, obs: Record<string, unknown>) => Promise<Record<string, unknown>>): Case => ({
+  const withContainer = (id: string, fn: (s: Ready, c: Checks, obs: Record<string, unknown>) => Promise<Record<string, unknown>>): Case => ({
     id,
     device,
     async run(s) {
-      const why = needContainer(s);
-      if (why) return { status: 'error', reason: why };
+      const container = s.container;
+      if (container === undefined) return { status: 'error', reason: `type1 container not available: ${s.setupError ?? 'unknown'}` };
       const c = new Checks();
       const obs: Record<string, unknown> = {};
-      const exp = await fn(s, c, obs);
+      const exp = await fn({ ...s, container }, c, obs);
       return outcome(c, obs, exp);
     },
   });
-  const errCase = (name: string, want: string, why: string, fn: (s: Type1State) => Promise<AgentReply>): Case =>
+  const errCase = (name: string, want: string, why: string, fn: (s: Ready) => Promise<Reply<'container_dirty'>>): Case =>
     withContainer(`dirty/type1/errno/${name}`, async (s, c, obs) => {
       await dirty(s, 'start');
       obs.errno = errOf(await fn(s));
       c.eq(why, obs.errno, want);
       return { errno: want };
     });
-  const zeroBitmap = (c: Checks, obs: Record<string, unknown>, what: string, r: AgentReply, pages: number): void => {
+  const zeroBitmap = (c: Checks, obs: Record<string, unknown>, what: string, r: Reply<'container_dirty'> | Reply<'container_unmap'>, pages: number): void => {
     obs[`${what}.errno`] = errOf(r);
     obs[`${what}.bitsSet`] = r.bits_set;
-    obs[`${what}.bitmapBytes`] = ((r.bitmap as string | undefined) ?? '').length / 2;
+    obs[`${what}.bitmapBytes`] = (r.bitmap ?? '').length / 2;
     c.eq(`${what}: errno`, errOf(r), 'OK');
     c.eq(`${what}: pages reported dirty (mtty never pins)`, r.bits_set, 0);
     c.eq(`${what}: bitmap covers the range`, obs[`${what}.bitmapBytes`], bitmapBytes(pages));
@@ -140,8 +141,9 @@ export function type1Cases(device: DeviceInfo): Case[] {
       const seven = atLeast(s.headers, 7, 2);
       const old = atLeast(s.headers, 6, 13) === false;
       const want = seven ? ['EOVERFLOW'] : old ? ['EINVAL'] : ['EOVERFLOW', 'EINVAL'];
-      obs.errno = errOf(await get(s, 18446744073709000000, 2 ** 32, { bitmap_size: 8 }));
-      c.ok('iova + size - 1 wraps', want.includes(obs.errno as string), `got ${String(obs.errno)}, expected ${want.join(' or ')}`);
+      const errno = errOf(await get(s, 18446744073709000000, 2 ** 32, { bitmap_size: 8 }));
+      obs.errno = errno;
+      c.ok('iova + size - 1 wraps', want.includes(errno), `got ${errno}, expected ${want.join(' or ')}`);
       return { errno: want.join('|') };
     }),
     {

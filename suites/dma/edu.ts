@@ -95,7 +95,7 @@ export class EduEngine {
   private async read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
     const r = await this.agent.request('region_read', { dev: this.dev, index, offset, size });
     if (!r.ok || r.n !== size) throw new HarnessError(`edu: region ${index} read 0x${offset.toString(16)} failed: ${r.err ?? `n=${String(r.n)}`}`);
-    return r.value as number;
+    return r.value;
   }
 
   /** The identification register: 0xRRrr00ed (major, minor version). Proves BAR0 is reachable. */

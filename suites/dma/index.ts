@@ -4,7 +4,8 @@
  * "Devices"). Three ways in: the iommufd cdev (IOAS mappings, HWPT dirty capability, PASID on a
  * device without PASID), and a legacy type1 container (mappings, DIRTY_PAGES after a real write).
  */
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { AnyReply } from '../../harness/agent/protocol.js';
 import type { Target } from '../../harness/target/target.js';
 import type { ConsoleFault, DeviceInfo } from '../../base/results/schema.js';
 import { HarnessError } from '../../base/errors.js';
@@ -52,30 +53,33 @@ export interface DmaState {
   sysIommu: string;
   /** the IOMMU drivers' iommufd options the running kernel has (from /proc/config.gz) */
   iommuConfig: Set<string>;
+  /** patterns handed out on this target, so each differs from the last */
+  patterns: number;
 }
 
 /** A pattern that differs per call, so a stale buffer can never pass for a fresh transfer. */
-let seq = 0;
-function pattern(n: number): string {
-  const s = ++seq;
+function pattern(st: DmaState, n: number): string {
+  const s = ++st.patterns;
   return Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + s * 31 + (i >> 8)) & 0xff)).toString('hex');
 }
 
 async function alloc(s: DmaState, length: number): Promise<number> {
   const r = await must(s.agent, 'mem_alloc', { length }, 'mem_alloc');
-  s.allocations.push({ addr: r.addr as number, length });
-  return r.addr as number;
+  s.allocations.push({ addr: r.addr, length });
+  return r.addr;
 }
 
-const memRead = async (s: DmaState, addr: number, length: number) => (await must(s.agent, 'mem_read', { addr, length })).data as string;
+const memRead = async (s: DmaState, addr: number, length: number) => (await must(s.agent, 'mem_read', { addr, length })).data;
 const memWrite = (s: DmaState, addr: number, hex: string) => must(s.agent, 'mem_write', { addr, data: hex });
 
+/** The iommufd path: closes the group session first (a device is open through one path at a time). */
 async function openCdev(s: DmaState): Promise<CdevSession> {
   if (s.cdev) return s.cdev;
-  if (s.group) throw new HarnessError('edu is open through its group; the iommufd cases must run first');
+  if (!s.edu.device.cdev) throw new HarnessError(`${s.edu.bdf} has no VFIO device cdev`);
+  await closeGroup(s);
   const r = await s.agent.request('open_cdev', { path: s.edu.device.cdev });
   if (!r.ok) throw new HarnessError(`opening ${s.edu.device.cdev} through iommufd failed at ${r.where ?? '?'}: ${r.err}`);
-  s.cdev = { fd: new Iommufd(s.agent, r.iommufd as number), dev: r.dev as number, ioas: r.ioas as number, devid: r.devid as number, ptId: r.pt_id as number };
+  s.cdev = { fd: new Iommufd(s.agent, r.iommufd), dev: r.dev, ioas: r.ioas, devid: r.devid, ptId: r.pt_id };
   await new EduEngine(s.agent, s.cdev.dev).enableBusMaster();
   return s.cdev;
 }
@@ -87,9 +91,15 @@ async function openGroup(s: DmaState): Promise<GroupSession> {
   if (!s.edu.device.iommuGroup) throw new HarnessError(`${s.edu.bdf} has no IOMMU group`);
   const r = await s.agent.request('open_group', { group: Number(s.edu.device.iommuGroup), device: s.edu.bdf });
   if (!r.ok) throw new HarnessError(`opening group ${s.edu.device.iommuGroup} (${s.edu.bdf}) failed at ${r.where ?? '?'}: ${r.err}`);
-  s.group = { dev: r.dev as number, container: r.container as number, groupFd: r.group_fd as number };
+  s.group = { dev: r.dev, container: r.container, groupFd: r.group_fd };
   await new EduEngine(s.agent, s.group.dev).enableBusMaster();
   return s.group;
+}
+
+async function closeGroup(s: DmaState): Promise<void> {
+  if (!s.group) return;
+  for (const fd of [s.group.dev, s.group.groupFd, s.group.container]) await s.agent.request('close', { fd });
+  s.group = undefined;
 }
 
 async function closeCdev(s: DmaState): Promise<void> {
@@ -131,7 +141,7 @@ function expectedHwType(sysIommu: string, config: Set<string>): number | undefin
 
 /** RAM -> edu -> RAM through two IOVAs, both mapped: the second buffer must equal the first. */
 async function roundTrip(engine: EduEngine, s: DmaState, src: { iova: number; addr: number }, dst: { iova: number; addr: number }, n: number): Promise<{ sent: string; got: string; ms: number }> {
-  const sent = pattern(n);
+  const sent = pattern(s, n);
   await memWrite(s, src.addr, sent);
   await memWrite(s, dst.addr, '00'.repeat(n));
   const a = await engine.dma({ toRam: false, iova: src.iova, bufOffset: 0, count: n });
@@ -150,7 +160,7 @@ async function blockedWrite(engine: EduEngine, s: DmaState, ctx: CaseContext, io
   const src = await alloc(s, PAGE);
   const srcIova = iovaFor(15);
   const m = await mustMapCdevOrGroup(s, srcIova, src, PAGE);
-  await memWrite(s, src, pattern(EDU.MAX_DMA));
+  await memWrite(s, src, pattern(s, EDU.MAX_DMA));
   await engine.dma({ toRam: false, iova: srcIova, bufOffset: 0, count: EDU.MAX_DMA });
   await m.unmap();
   const mark = ctx.target.faultMark();
@@ -247,7 +257,7 @@ function iommufdCases(device: DeviceInfo): CaseDef<SuiteState>[] {
       const { dev } = await openCdev(s);
       const engine = new EduEngine(s.agent, dev);
       const ro = await alloc(s, PAGE);
-      const sent = pattern(EDU.MAX_DMA);
+      const sent = pattern(s, EDU.MAX_DMA);
       await memWrite(s, ro, sent);
       const m = await mustMapCdevOrGroup(s, iovaFor(6), ro, PAGE, true);
       // the device may read it ...
@@ -269,9 +279,10 @@ function iommufdCases(device: DeviceInfo): CaseDef<SuiteState>[] {
       // IOMMU_HW_CAP_DIRTY_TRACKING reported <=> HWPT_ALLOC with DIRTY_TRACKING succeeds; else EOPNOTSUPP.
       const { fd, devid, ioas } = await openCdev(s);
       const hw = await fd.hwInfo(devid);
-      const cap = ((hw.capabilities as number) & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
+      if (!hw.ok) return { status: 'fail', reason: `IOMMU_GET_HW_INFO failed: ${errOf(hw)}`, observed: { hwInfo: errOf(hw) } };
+      const cap = (hw.capabilities & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
       const a = await fd.hwptAlloc(devid, ioas, IOMMUFD.HWPT_ALLOC_DIRTY_TRACKING);
-      if (a.ok) await fd.destroy(a.hwpt as number);
+      if (a.ok) await fd.destroy(a.hwpt);
       const c = new Checks();
       c.eq('HWPT_ALLOC(DIRTY_TRACKING)', errOf(a), cap ? 'OK' : 'EOPNOTSUPP');
       return outcome(c, { capDirtyTracking: cap, hwptAllocDirty: errOf(a) }, { hwptAllocDirty: cap ? 'OK' : 'EOPNOTSUPP' });
@@ -279,7 +290,8 @@ function iommufdCases(device: DeviceInfo): CaseDef<SuiteState>[] {
     eduCase('dma/iommufd/dirty-bitmap-after-dma', device, async (s) => {
       const { fd, devid, ioas, dev } = await openCdev(s);
       const hw = await fd.hwInfo(devid);
-      if (!((hw.capabilities as number) & IOMMUFD.HW_CAP_DIRTY_TRACKING)) {
+      if (!hw.ok) return { status: 'fail', reason: `IOMMU_GET_HW_INFO failed: ${errOf(hw)}`, observed: { hwInfo: errOf(hw) } };
+      if (!(hw.capabilities & IOMMUFD.HW_CAP_DIRTY_TRACKING)) {
         return { status: 'skip', reason: `the IOMMU (${s.sysIommu}) reports no IOMMU_HW_CAP_DIRTY_TRACKING, as no emulated vIOMMU does; HWPT dirty tracking of a real DMA needs Intel SSADS, AMD HD or SMMUv3 HTTU` };
       }
       return hwptDirtyAfterDma(s, fd, devid, ioas, dev);
@@ -322,9 +334,9 @@ async function hwptDirtyAfterDma(s: DmaState, fd: Iommufd, devid: number, ioas: 
 /** PASID through vfio-pci on a device without the PASID capability (vfio-uapi.md §3.3, §3.5). */
 function pasidCases(device: DeviceInfo): CaseDef<SuiteState>[] {
   const attach = (s: DmaState, dev: number, pt: number, pasid: number, flags = VFIO_ATTACH_PASID) => s.agent.request('vfio_attach_pt', { dev, pt_id: pt, flags, pasid });
-  const pasidUapi = (s: DmaState) => !!(s.agent.hello?.uapi as Record<string, boolean> | undefined)?.attach_pasid;
+  const pasidUapi = (s: DmaState) => s.agent.hello?.uapi.attach_pasid === true;
   /** Before 7.2's PASID uAPI the flag is unknown and every PASID call is EINVAL. */
-  const older = (s: DmaState, r: AgentReply, what: string): CaseOutcome | undefined => {
+  const older = (s: DmaState, r: AnyReply, what: string): CaseOutcome | undefined => {
     if (pasidUapi(s)) return undefined;
     const got = errOf(r);
     return { status: got === 'EINVAL' ? 'expected-unsupported' : 'fail', reason: `this kernel has no VFIO PASID uAPI; ${what} gave ${got}, EINVAL expected for an unknown flag`, observed: { errno: got }, expected: { errno: 'EINVAL' } };
@@ -352,10 +364,10 @@ function pasidCases(device: DeviceInfo): CaseDef<SuiteState>[] {
         c.eq('HWPT_ALLOC(PASID) where the IOMMU cannot', errOf(h), 'EOPNOTSUPP');
         return { ...outcome(c, { hwptAllocPasid: errOf(h) }, { hwptAllocPasid: 'OK or EOPNOTSUPP' }), ...(c.passed ? { status: 'expected-unsupported' as const, reason: noPasidHwpt(s) } : {}) };
       }
-      const r = await attach(s, dev, h.hwpt as number, 1);
+      const r = await attach(s, dev, h.hwpt, 1);
       const o = older(s, r, 'ATTACH_PASID');
       if (r.ok) await s.agent.request('vfio_detach_pt', { dev, flags: VFIO_ATTACH_PASID, pasid: 1 });
-      await fd.destroy(h.hwpt as number);
+      await fd.destroy(h.hwpt);
       if (o) return o;
       const c = new Checks();
       c.eq('PASID attach while the RID sits on a non-PASID auto domain', errOf(r), 'EINVAL');
@@ -366,7 +378,7 @@ function pasidCases(device: DeviceInfo): CaseDef<SuiteState>[] {
       const { fd, dev, ioas, devid } = await openCdev(s);
       const h = await fd.hwptAlloc(devid, ioas, IOMMUFD.HWPT_ALLOC_PASID);
       if (!h.ok) return { status: errOf(h) === 'EOPNOTSUPP' ? 'expected-unsupported' : 'fail', reason: `HWPT_ALLOC(PASID) gave ${errOf(h)}: ${noPasidHwpt(s)}`, observed: { hwptAllocPasid: errOf(h) } };
-      const hwpt = h.hwpt as number;
+      const hwpt = h.hwpt;
       try {
         const rid = await s.agent.request('vfio_attach_pt', { dev, pt_id: hwpt });
         if (!rid.ok) return { status: 'fail', reason: `replacing the RID onto a PASID-capable HWPT failed: ${errOf(rid)}`, observed: { ridReplace: errOf(rid) } };
@@ -432,7 +444,7 @@ function type1Cases(device: DeviceInfo): CaseDef<SuiteState>[] {
         await engine.dma({ toRam: true, iova: iovaFor(13) + 2 * PAGE, bufOffset: 0, count: 64 });
         const get = await s.agent.request('container_dirty', { container, action: 'get_bitmap', iova: iovaFor(13), size: len, pgsize: PAGE });
         c.eq('GET_BITMAP', errOf(get), 'OK');
-        const bits = get.ok ? parseInt((get.bitmap as string).slice(0, 2), 16) : 0;
+        const bits = parseInt((get.bitmap ?? '00').slice(0, 2), 16);
         c.ok('the page the device wrote is reported', (bits & 0b100) !== 0, `bitmap ${String(get.bitmap)}`);
         c.eq('pages reported (every mapped page, the device pins nothing)', get.bits_set, 4);
         c.eq('DIRTY_PAGES STOP', errOf(await s.agent.request('container_dirty', { container, action: 'stop' })), 'OK');
@@ -484,7 +496,7 @@ export const dmaSuite: Suite<SuiteState> = {
         : bound.why;
       return { state: { why }, cases: skipCases(CASES({ ...PLACEHOLDER, fingerprint: { bdf: found.bdf } }), why) };
     }
-    const state: DmaState = { agent, target, edu: bound, allocations: [], ...facts };
+    const state: DmaState = { agent, target, edu: bound, allocations: [], patterns: 0, ...facts };
     const engineId = await (async () => {
       const s = await openCdev(state);
       const id = await new EduEngine(agent, s.dev).id();
@@ -494,10 +506,11 @@ export const dmaSuite: Suite<SuiteState> = {
     const device: DeviceInfo = { ...PLACEHOLDER, fingerprint: { bdf: bound.bdf, iommu: facts.sysIommu, ...engineId } };
     return { state, cases: CASES(device) };
   },
+  list: () => CASES(PLACEHOLDER).map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, _target, agent) {
     if ('why' in state) return;
     await closeCdev(state);
-    if (state.group) for (const fd of [state.group.dev, state.group.groupFd, state.group.container]) await agent.request('close', { fd });
+    await closeGroup(state);
     for (const a of state.allocations) await agent.request('mem_free', { addr: a.addr, length: a.length });
     const r = await state.edu.manager.restore();
     if (!r.ok) throw new HarnessError(`edu ${state.edu.bdf}: its original driver binding was not restored: ${r.problems.join('; ')}`);

@@ -240,7 +240,12 @@ export const iommuDirtySuite: Suite<State> = {
     const sysIommu = sys.stdout.split(/\s+/).find((x) => x && !x.startsWith('iommufd_selftest')) ?? 'none';
     const bound = await bindEdu(target, found.bdf);
     if ('why' in bound) return { state: bound, cases: skipCases(CASES({ ...PLACEHOLDER, fingerprint: { bdf: found.bdf } }), bound.why) };
-    const r = await agent.request('open_cdev', { path: bound.device.cdev });
+    const cdev = bound.device.cdev;
+    if (!cdev) {
+      await bound.manager.restore();
+      throw new HarnessError(`${bound.bdf} has no VFIO device cdev`);
+    }
+    const r = await agent.request('open_cdev', { path: cdev });
     if (!r.ok) {
       await bound.manager.restore();
       throw new HarnessError(`opening ${bound.device.cdev} through iommufd failed at ${r.where ?? '?'}: ${r.err}`);

@@ -126,6 +126,11 @@ function wholeProgram(dir: string, program: string, why: string): CaseDef<Kselft
 
 export const kselftestSuite: Suite<KselftestState> = {
   name: 'kselftest',
+  // One case per test a program prints with -l: known only once the programs are built for the kernel.
+  list: () => ['iommu/iommufd/*', 'iommu/iommufd_fail_nth/*', 'vfio/*'].map((p) => ({
+    id: `kselftest/${p}`, known: 'derived' as const, pattern: true,
+    from: `the tests the selftest program lists with -l (built from the kernel under test); a program that does not build is one case kselftest/<dir>/build`,
+  })),
   async setup(target) {
     const man = await sh(target, `cat ${GUEST_DIR}/manifest.json`);
     if (man.code !== 0) throw new Error(`${GUEST_DIR}/manifest.json not in the guest: the image was not built with the selftests (${man.out.trim()})`);

@@ -66,7 +66,7 @@ export async function removeMtty(target: Target, uuids: string[]): Promise<void>
 export async function openCdev(agent: AgentClient, cdev: string, label: string): Promise<Dev> {
   const r = await agent.request('open_cdev', { path: cdev });
   if (!r.ok) throw new HarnessError(`opening ${cdev} failed at ${r.where ?? '?'}: ${r.err}`);
-  return new Dev(agent, r.dev as number, label);
+  return new Dev(agent, r.dev, label);
 }
 
 /**
@@ -80,11 +80,11 @@ export async function fingerprint(agent: AgentClient, d: Dev): Promise<Fingerpri
   const dma = await d.feature(FEATURE.PROBE | FEATURE.SET | FEATURE.DMA_LOGGING_START);
   const v2 = await d.feature(FEATURE.PROBE | FEATURE.SET | FEATURE.MIG_PRECOPY_INFOv2);
   return {
-    migrationFlags: flags.flags as number,
-    stopCopyLength: size.ok ? (size.stop_copy_length as number) : undefined,
+    migrationFlags: flags.flags,
+    stopCopyLength: size.ok ? size.stop_copy_length : undefined,
     dmaLogging: errName(dma),
     precopyInfoV2: errName(v2),
-    agentUapi: (agent.hello?.uapi as Record<string, boolean> | undefined) ?? {},
+    agentUapi: agent.hello?.uapi ?? {},
   };
 }
 

@@ -23,7 +23,7 @@ async function w(d: Dev, ctx: CaseContext, off: number, value: number): Promise<
 async function rd(d: Dev, ctx: CaseContext, off: number): Promise<number> {
   const r = await ctx.agent.request('region_read', { dev: d.fd, index: 0, offset: off, size: 1 });
   if (!r.ok) throw new Error(`region read at ${off} failed: ${r.err}`);
-  return r.value as number;
+  return r.value;
 }
 
 /** mtty: UART registers and the loopback FIFO are part of the saved state (vfio-uapi.md §4.5). */

@@ -1,4 +1,5 @@
-import type { AgentClient, AgentReply } from '../../harness/agent/client.js';
+import type { AgentClient } from '../../harness/agent/client.js';
+import type { AnyReply } from '../../harness/agent/protocol.js';
 import type { Target } from '../../harness/target/target.js';
 import type { DeviceInfo } from '../../base/results/schema.js';
 import type { CaseDef, CaseOutcome, Suite } from '../types.js';
@@ -90,7 +91,7 @@ async function check(m: Supported, pasid: number, hwpt: number): Promise<string>
 }
 
 function mockCases(device: DeviceInfo): Case[] {
-  const E = (r: AgentReply) => errOf(r);
+  const E = (r: AnyReply) => errOf(r);
   return [
     pasidCase('pasid/mock/hw-info', device, 'mock', async (m, _s, c, obs) => {
       const a = await m.fd.hwInfo(m.dev.idev);
@@ -219,7 +220,7 @@ function mockCases(device: DeviceInfo): Case[] {
     pasidCase('pasid/mock/hwpt-alloc-pasid', device, 'hwpt', async (m, _s, c, obs) => {
       const r = await m.fd.hwptAlloc(m.dev.idev, m.ioas, IOMMUFD.HWPT_ALLOC_PASID);
       obs.errno = E(r);
-      if (r.ok) await m.fd.destroy(r.hwpt as number);
+      if (r.ok) await m.fd.destroy(r.hwpt);
       c.eq('IOMMU_HWPT_ALLOC with IOMMU_HWPT_ALLOC_PASID (mock accepts it)', obs.errno, 'OK');
       return { errno: 'OK' };
     }),
@@ -295,16 +296,18 @@ async function probeUnsupported(agent: AgentClient, mtty: PasidState['mtty'], mo
   return { kind: 'unsupported', probes };
 }
 
+const MOCK_LISTED: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: '-' };
+
 export const pasidSuite: Suite<PasidState> = {
   name: 'pasid',
   async setup(target: Target, agent: AgentClient) {
-    const uapi = (agent.hello?.uapi ?? {}) as Record<string, boolean>;
+    const uapi = agent.hello?.uapi ?? {};
     const state: PasidState = { agent, uuids: [], mode: { kind: 'unsupported', probes: {} } };
     try {
       const [m] = await createMtty(target, 'mtty-1', 1);
       state.uuids = [m!.uuid];
       const o = await agent.request('open_cdev', { path: m!.cdev });
-      if (o.ok) state.mtty = { dev: o.dev as number, ioas: o.ioas as number, iommufd: o.iommufd as number };
+      if (o.ok) state.mtty = { dev: o.dev, ioas: o.ioas, iommufd: o.iommufd };
       else state.mttyError = `open_cdev: ${o.err} at ${o.where ?? '?'}`;
     } catch (e) {
       state.mttyError = (e as Error).message;
@@ -324,6 +327,7 @@ export const pasidSuite: Suite<PasidState> = {
     const vfio = vfioCases(mttyDev, emulatedWhy);
     return { state, cases: [...(mockWhy ? skipCases(mock, mockWhy) : mock), ...(mockWhy && uapi.attach_pasid ? skipCases(vfio, mockWhy) : vfio)] };
   },
+  list: () => [...mockCases(MOCK_LISTED), ...vfioCases(MOCK_LISTED, '')].map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, target, agent) {
     if (state.mode.kind === 'supported') await state.mode.fd.close();
     if (state.mtty) {

@@ -21,8 +21,9 @@ export { arcCoverage } from './parse.js';
  * that holds a VFIO device, over QMP, and the suite checks what a user of that QEMU relies on: the
  * migration completes, the destination runs, the device state arrived; a refused destination and a
  * cancel leave the source running with its state. Each case records QEMU's own figures (total
- * time, downtime, setup time, device bytes) and the device states QEMU walked (VFIO_MIGRATION
- * events of both sides), which arcCoverage() turns into FSM arcs.
+ * time, downtime, setup time, device bytes) and the mdev UUIDs it used as measurements, apart from
+ * what it observed, so two runs of the same behaviour compare clean; and the device states QEMU
+ * walked (VFIO_MIGRATION events of both sides), which arcCoverage() turns into FSM arcs.
  *
  * The suite starts no machine of the harness: the nested QEMUs are the device's client, started by
  * commands run on the target. The target must carry such a QEMU: the harness's guest gets it from
@@ -49,16 +50,23 @@ export interface QmState {
 /** What the harness must give the guest this suite runs in (runner/suite-machine.ts provides it; see the report). */
 export const machine = { rootfs: 'debian-qemu' as const, memMiB: NESTED_MEM_MIB, smp: 2 };
 
-/** QEMU's own figures of a finished migration. */
+/** How a migration ended, in QEMU's words: the same on every run of the same behaviour. */
+function ending(info: MigrationInfo): Record<string, unknown> {
+  return { status: info.status, ...(info['error-desc'] ? { error: info['error-desc'] } : {}) };
+}
+
+/**
+ * QEMU's own figures of a migration. They vary from run to run of the same behaviour (time, and
+ * RAM bytes with what the guest touched), so they are measurements: shown and plotted, never
+ * compared as a change.
+ */
 function figures(info: MigrationInfo): Record<string, unknown> {
   return {
-    status: info.status,
     totalTimeMs: info['total-time'],
     downtimeMs: info.downtime,
     setupTimeMs: info['setup-time'],
     deviceBytes: info.vfio?.transferred,
     ramBytes: info.ram?.transferred,
-    ...(info['error-desc'] ? { error: info['error-desc'] } : {}),
   };
 }
 
@@ -163,9 +171,9 @@ function roles(hosts: VfioHost[]): Record<string, string> {
  * What a completed migration must show whatever the device: QEMU walked the source device through
  * its states (when it reports them) and moved device bytes (when it counts them).
  */
-function deviceTookPart(st: QmState, observed: Record<string, unknown>, source: SideWalk): string | undefined {
+function deviceTookPart(st: QmState, measured: Record<string, unknown>, source: SideWalk): string | undefined {
   if (st.env.options.migrationEvents && !source.states.length) return 'QEMU reported no VFIO_MIGRATION event of the source device (migration-events=on): the device took no part in the migration';
-  if (observed.deviceBytes === 0) return 'QEMU reports 0 device bytes transferred';
+  if (measured.deviceBytes === 0) return 'QEMU reports 0 device bytes transferred';
   return undefined;
 }
 
@@ -184,15 +192,16 @@ async function completes(ctx: CaseContext, st: QmState, slots: Slot[], m: Migrat
     const vfio = { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) };
     const observed: Record<string, unknown> = {
       qemu: st.env.version?.text, backend: m.backend, capabilities: Object.keys(m.caps ?? {}).filter((k) => m.caps![k]),
-      ...figures(info), destinationRunState: dstRun, devices: roles(hosts), vfio,
+      ...ending(info), destinationRunState: dstRun, vfio,
     };
-    if (info.status !== 'completed') return { status: 'fail', reason: `migration ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed };
-    if (dstRun !== 'running') return { status: 'fail', reason: `the destination is '${dstRun}' after the migration completed, not running`, observed };
-    const absent = deviceTookPart(st, observed, vfio.source);
-    if (absent) return { status: 'fail', reason: absent, observed };
+    const measurements = { ...figures(info), devices: roles(hosts) };
+    if (info.status !== 'completed') return { status: 'fail', reason: `migration ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed, measurements };
+    if (dstRun !== 'running') return { status: 'fail', reason: `the destination is '${dstRun}' after the migration completed, not running`, observed, measurements };
+    const absent = deviceTookPart(st, measurements, vfio.source);
+    if (absent) return { status: 'fail', reason: absent, observed, measurements };
     const bad = await state.verify(dst, observed);
-    if (bad) return { status: 'fail', reason: `the device state did not arrive: ${bad}`, observed };
-    return { status: 'pass', observed };
+    if (bad) return { status: 'fail', reason: `the device state did not arrive: ${bad}`, observed, measurements };
+    return { status: 'pass', observed, measurements };
   } finally {
     await vms.stopAll();
   }
@@ -231,14 +240,15 @@ async function wrongType(ctx: CaseContext, st: QmState, slots: Slot[], backend: 
     while (dst.alive && Date.now() < dstEnd) await new Promise((r) => setTimeout(r, 30));
     const [from, into] = slots.map(slotKind) as [string, string];
     const observed: Record<string, unknown> = {
-      qemu: st.env.version?.text, backend, sourceType: from, destinationType: into, ...figures(info),
-      destinationExited: !dst.alive, devices: roles(hosts),
+      qemu: st.env.version?.text, backend, sourceType: from, destinationType: into, ...ending(info),
+      destinationExited: !dst.alive,
       vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) },
     };
-    if (info.status === 'completed') return { status: 'fail', reason: `a migration from ${from} into ${into} completed: the destination accepted a stream of the wrong type`, observed };
+    const measurements = { ...figures(info), devices: roles(hosts) };
+    if (info.status === 'completed') return { status: 'fail', reason: `a migration from ${from} into ${into} completed: the destination accepted a stream of the wrong type`, observed, measurements };
     const why = await rolledBack(src, state, observed);
-    if (why) return { status: 'fail', reason: `migration failed as it must, but ${why}`, observed };
-    return { status: 'pass', observed };
+    if (why) return { status: 'fail', reason: `migration failed as it must, but ${why}`, observed, measurements };
+    return { status: 'pass', observed, measurements };
   } finally {
     await vms.stopAll();
   }
@@ -255,18 +265,20 @@ async function cancelStopCopy(ctx: CaseContext, st: QmState, slots: Slot[], back
     await src.qmp.execute('migrate', { uri: u }, 10_000);
     const paused = await src.waitMigrationStatus((s) => s === 'pre-switchover', 30_000);
     const atPause = walk(st, src, hosts[0]!).states;
-    const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, capabilities: ['pause-before-switchover'], statusAtCancel: paused.status, sourceStatesAtCancel: atPause, devices: roles(hosts) };
+    const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, capabilities: ['pause-before-switchover'], statusAtCancel: paused.status, sourceStatesAtCancel: atPause };
+    const measurements: Record<string, unknown> = { devices: roles(hosts) };
     if (paused.status !== 'pre-switchover') {
       observed.vfio = { source: walk(st, src, hosts[0]!) };
-      return { status: 'fail', reason: `the migration never paused before switchover (status '${paused.status}')`, observed };
+      return { status: 'fail', reason: `the migration never paused before switchover (status '${paused.status}')`, observed, measurements };
     }
     const info = await cancel(src);
-    Object.assign(observed, figures(info), { vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) } });
-    if (atPause[atPause.length - 1] !== 'STOP_COPY') return { status: 'fail', reason: `at the pause before switchover QEMU had the device in ${atPause[atPause.length - 1] ?? 'no reported state'}, not STOP_COPY`, observed };
-    if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed };
+    Object.assign(observed, ending(info), { vfio: { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) } });
+    Object.assign(measurements, figures(info));
+    if (atPause[atPause.length - 1] !== 'STOP_COPY') return { status: 'fail', reason: `at the pause before switchover QEMU had the device in ${atPause[atPause.length - 1] ?? 'no reported state'}, not STOP_COPY`, observed, measurements };
+    if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed, measurements };
     const why = await rolledBack(src, state, observed);
-    if (why) return { status: 'fail', reason: `cancelled from STOP_COPY, but ${why}`, observed };
-    return { status: 'pass', observed };
+    if (why) return { status: 'fail', reason: `cancelled from STOP_COPY, but ${why}`, observed, measurements };
+    return { status: 'pass', observed, measurements };
   } finally {
     await vms.stopAll();
   }
@@ -314,15 +326,15 @@ async function cancelPrecopy(ctx: CaseContext, st: QmState, slots: Slot[], backe
     const info = await cancel(src);
     const observed: Record<string, unknown> = {
       qemu: st.env.version?.text, backend, statusAtCancel: during.status, sourceStatesAtCancel: atCancel,
-      ramBytesAtCancel: during.ram?.transferred, ...figures(info), devices: roles([host!]),
-      vfio: { source: walk(st, src, host!) },
+      ...ending(info), vfio: { source: walk(st, src, host!) },
     };
-    if (during.status !== 'active') return { status: 'fail', reason: `the migration was '${during.status}' when the device reached PRE_COPY, not active (it did not stall in precopy)`, observed };
-    if (!['PRE_COPY', 'PRE_COPY_P2P'].includes(atCancel[atCancel.length - 1] ?? '')) return { status: 'fail', reason: `QEMU had the device in ${atCancel[atCancel.length - 1]} at the cancel, not in precopy`, observed };
-    if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed };
+    const measurements = { ramBytesAtCancel: during.ram?.transferred, ...figures(info), devices: roles([host!]) };
+    if (during.status !== 'active') return { status: 'fail', reason: `the migration was '${during.status}' when the device reached PRE_COPY, not active (it did not stall in precopy)`, observed, measurements };
+    if (!['PRE_COPY', 'PRE_COPY_P2P'].includes(atCancel[atCancel.length - 1] ?? '')) return { status: 'fail', reason: `QEMU had the device in ${atCancel[atCancel.length - 1]} at the cancel, not in precopy`, observed, measurements };
+    if (info.status !== 'cancelled') return { status: 'fail', reason: `migration ended '${info.status}' after migrate_cancel, not cancelled`, observed, measurements };
     const why = await rolledBack(src, state, observed);
-    if (why) return { status: 'fail', reason: `cancelled during precopy, but ${why}`, observed };
-    return { status: 'pass', observed };
+    if (why) return { status: 'fail', reason: `cancelled during precopy, but ${why}`, observed, measurements };
+    return { status: 'pass', observed, measurements };
   } finally {
     await vms.stopAll();
     try { lis.close(); } catch { /* gone */ }
@@ -340,12 +352,14 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
   const vms = new Vms(ctx.target, st, ctx);
   const hops: Record<string, unknown>[] = [];
   const walks: SideWalk[] = [];
+  const hopFigures: Record<string, unknown>[] = [];
   const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, roundTrips: n, hops, vfio: { hops: walks } };
+  const measurements: Record<string, unknown> = { hops: hopFigures };
   let next: Promise<NestedQemu> | undefined;
   const stopping: Promise<void>[] = [];
   try {
     const homes = await vms.devices(slots);
-    observed.devices = homes.map(vfioHostId);
+    measurements.devices = homes.map(vfioHostId);
     const fresh = distinctSlots(homes);
     const startDst = (h: number) => vms.start({ role: 'vm', device: homes[h + 1]!, backend, incoming: true });
     next = startDst(0);
@@ -363,16 +377,18 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
       await src.qmp.execute('migrate', { uri: u }, 10_000);
       if (fresh && h + 1 < 2 * n) next = startDst(h + 1);
       const info = await src.waitMigrationStatus(() => false, 30_000);
-      const hop: Record<string, unknown> = { hop: h + 1, ...figures(info) };
+      const hop: Record<string, unknown> = { hop: h + 1, ...ending(info) };
+      const measured = { hop: h + 1, ...figures(info) };
       hops.push(hop);
+      hopFigures.push(measured);
       walks.push(walk(st, src, homes[h]!));
-      if (info.status !== 'completed') return { status: 'fail', reason: `hop ${h + 1} of ${2 * n} ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed };
+      if (info.status !== 'completed') return { status: 'fail', reason: `hop ${h + 1} of ${2 * n} ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed, measurements };
       const run = await waitRunState(dst, 'running');
-      if (run !== 'running') return { status: 'fail', reason: `after hop ${h + 1} the destination is '${run}', not running`, observed };
-      const absent = deviceTookPart(st, hop, walks[walks.length - 1]!);
-      if (absent) return { status: 'fail', reason: `hop ${h + 1}: ${absent}`, observed };
+      if (run !== 'running') return { status: 'fail', reason: `after hop ${h + 1} the destination is '${run}', not running`, observed, measurements };
+      const absent = deviceTookPart(st, measured, walks[walks.length - 1]!);
+      if (absent) return { status: 'fail', reason: `hop ${h + 1}: ${absent}`, observed, measurements };
       const bad = await state.verify(dst, hop);
-      if (bad) return { status: 'fail', reason: `hop ${h + 1}: the device state did not arrive: ${bad}`, observed };
+      if (bad) return { status: 'fail', reason: `hop ${h + 1}: the device state did not arrive: ${bad}`, observed, measurements };
       ctx.note(`hop ${h + 1}: ${Date.now() - hopStart} ms (content loaded ${wroteAt - hopStart} ms, waited ${dstAt - wroteAt} ms for the destination QEMU, QEMU's total time ${info['total-time']} ms)`);
       if (fresh) {
         stopping.push(src.stop());
@@ -384,14 +400,14 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
     }
     // the VM's last home: its walk so far (RESUMING -> RUNNING_P2P -> RUNNING)
     walks.push(walk(st, src, homes[2 * n]!));
-    const num = (k: string) => hops.map((x) => x[k]).filter((v): v is number => typeof v === 'number');
+    const num = (k: string) => hopFigures.map((x) => x[k]).filter((v): v is number => typeof v === 'number');
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    Object.assign(observed, {
-      migrations: hops.length,
+    observed.migrations = hops.length;
+    Object.assign(measurements, {
       totalTimeMs: sum(num('totalTimeMs')), downtimeMs: Math.max(...num('downtimeMs')), setupTimeMs: Math.max(...num('setupTimeMs')),
       deviceBytes: sum(num('deviceBytes')),
     });
-    return { status: 'pass', observed };
+    return { status: 'pass', observed, measurements };
   } finally {
     await next?.catch(() => undefined);
     await Promise.all(stopping);
@@ -494,6 +510,7 @@ export const qemuMigrationSuite: Suite<QmState> & { machine: typeof machine } = 
     });
     return { state, cases };
   },
+  list: () => CASE_IDS.map((id) => ({ id, known: 'static' as const })),
   async teardown(state: QmState, target: Target): Promise<void> {
     // a case that threw half-way may leave a nested QEMU: end every one this suite started, by pid file
     await target.exec(`for f in ${state.env.work}/*.pid; do [ -f "$f" ] && kill -9 $(cat "$f") 2>/dev/null; done; true`, { timeoutMs: 10_000 }).catch(() => undefined);

@@ -3,7 +3,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HarnessError } from '../../base/errors.js';
-import { classify, compareRuns, formatCompareText, observedDiff, renderCompareHtml, type ChangeClass, type Comparison, type CompareRow } from '../../reports/compare.js';
+import { renderCompareHtml } from '../../reports/release-grid.js';
+import { existsSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+import { repoPath } from '../../base/paths.js';
+import { sampleRun } from '../../bench/sample-run.js';
+import { classify, compareRuns, formatCompareText, measurementSpread, observedDiff, type ChangeClass, type Comparison, type CompareRow } from '../../reports/compare.js';
 import { compareCommand } from '../../cli/compare.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
@@ -128,6 +134,13 @@ t.test('classify and observedDiff directly', async (t) => {
   t.equal(classify({ status: 'fail', observed: { e: 1 } }, { status: 'fail', observed: { e: 2 } }).class, 'observed-change', 'same failing status, other values');
   t.equal(classify({ status: 'skip' }, { status: 'expected-unsupported' }).class, 'status-change');
   t.equal(classify({ status: 'error' }, { status: 'skip' }).class, 'status-change');
+  t.equal(classify({ status: 'pass' }, { status: 'blocked' }).class, 'status-change', 'blocked: the case it names carries the new failure');
+  t.equal(classify({ status: 'fail' }, { status: 'blocked' }).class, 'status-change', 'and a blocked case is not fixed');
+  const text = formatCompareText(compareRuns([
+    { label: 'a', res: run('7.1.0', [r('migration/reset/from-STOP', 'pass'), r('migration/fd/x', 'pass')]) },
+    { label: 'b', res: run('7.2.0', [r('migration/reset/from-STOP', 'fail'), r('migration/fd/x', 'blocked', undefined, { blockedBy: 'migration/reset/from-STOP' })]) },
+  ]));
+  t.match(text, /1 fail, 0 error, 0 skip, 0 exp-unsupp, 0 warning, 1 blocked/, 'blocked counted apart in the run line');
   t.same(observedDiff({ a: [1, 2] }, { a: [2, 1] }), [{ key: 'a', before: [1, 2], after: [2, 1] }], 'arrays compared whole, order matters');
   t.same(observedDiff({ a: { b: 1 } }, { a: 1 }), [{ key: 'a.b', before: 1 }, { key: 'a', after: 1 }]);
   t.same(observedDiff({ n: null }, {}), [{ key: 'n', before: null }], 'null is a value, not absence');
@@ -199,7 +212,10 @@ t.test('HTML page', async (t) => {
   t.equal((html.match(/<script\b/g) ?? []).length, 2);
   const m = /<script type="application\/json" id="vfio-comparison">([\s\S]*?)<\/script>/.exec(html)!;
   t.same(JSON.parse(m[1]!), JSON.parse(JSON.stringify(c)), 'embedded comparison');
-  t.match(html, /data-class="new-failure" data-id="migration\/arc\/STOP-&gt;STOP_COPY"/);
+  t.match(html, /data-class="new-failure" data-suite="migration" data-id="migration\/arc\/STOP-&gt;STOP_COPY"/);
+  t.match(html, /<td class="cell c-fail ch cls-new-failure" data-change="new-failure"[^>]*>FAIL<small class="cls cls-new-failure">new failure<\/small>/, 'the cell where it broke is marked');
+  t.match(html, /<td class="cell c-pass ch cls-observed-change" data-change="observed-change"[^>]*>pass<small[^>]*>errno changed<\/small>/, 'an errno change while both pass is marked too');
+  t.match(html, /<td class="cell c-pass ch cls-observed-change"[^>]*>pass<small[^>]*>observed changed<\/small>/, 'another observed change is named as such');
   t.match(html, /errno: EINVAL → ENOTTY/);
   t.match(html, /<input type="checkbox" name="class" value="unchanged">/, 'unchanged rows hidden by default');
   t.match(html, /runs\/&quot;6\.12&quot;/);
@@ -284,4 +300,62 @@ t.test('text output folds a suite that appears as a whole into one line, but not
   t.notMatch(text, /kselftest\/iommu\/iommufd\/t7\b/, 'the folded cases are not listed one by one');
   t.match(text, /dirty\/type1\/c0/, 'three new cases stay rows of their own');
   t.match(text, /Changed cases \(23 of 24\)/, 'the count still counts every case');
+});
+
+t.test('two runs of the same behaviour compare clean: measurements vary, nothing changes', async (t) => {
+  const A = sampleRun({ seed: 7 });
+  const B = sampleRun({ seed: 7 });
+  let touched = 0;
+  for (const r of B.results) {
+    if (!r.measurements) continue;
+    touched++;
+    r.measurements = { ...r.measurements, totalTimeMs: (r.measurements.totalTimeMs as number) * 2 + 13, downtimeMs: 1, ramBytes: 42, devices: { source: 'another-uuid' } };
+  }
+  t.ok(touched >= 40, `${touched} results with measurements, every one changed`);
+  const c = compareRuns([{ label: 'a', res: A }, { label: 'b', res: B }]);
+  t.equal(c.summary.overall.counts.unchanged, A.results.length, 'every case unchanged');
+  t.match(formatCompareText(c), /No changes: all 2590 cases/);
+  const row = c.rows.find((r) => r.id === 'qemu-migration/multifd')!;
+  t.same(measurementSpread(row).find((s) => s.key === 'downtimeMs')!.values[1], 1, 'the measurements are kept per run');
+  const spread = measurementSpread(row).find((s) => s.key === 'totalTimeMs')!;
+  t.ok(spread.max > spread.min, 'with their spread');
+
+  // the same, with the figures in observed (as qemu-migration wrote them before measurements): 40 changes
+  const old = (res: typeof A) => ({ ...res, results: res.results.map((r) => (r.measurements ? { ...r, observed: { ...r.observed, ...r.measurements } } : r)) });
+  const before = compareRuns([{ label: 'a', res: old(A) }, { label: 'b', res: old(B) }]);
+  t.equal(before.summary.overall.counts['observed-change'], touched, 'figures in observed made every real-client case an observed change');
+});
+
+t.test('the release grid in Chromium: 6.12 against two runs of 7.2', { skip: existsSync('/usr/bin/chromium') ? false : '/usr/bin/chromium is not installed' }, async (t) => {
+  const runs = [['runs/6.12', '6.12.117'], ['runs/7.2', '7.2.13'], ['runs/7.2-again', '7.2.13']].map(([label, release]) => ({ label: label!, res: sampleRun({ release }) }));
+  const c = compareRuns(runs);
+  const dir = t.testdir();
+  const file = join(dir, 'compare.html');
+  writeFileSync(file, renderCompareHtml(c));
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless=new', '--no-sandbox', '--disable-gpu'] });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(pathToFileURL(file).href);
+  await page.waitForSelector('html[data-ready=true]');
+  const counts = c.summary.consecutive[1]!.counts;
+  t.equal(Object.entries(counts).filter(([k, n]) => k !== 'unchanged' && n > 0).length, 0, 'B -> C: the same behaviour, nothing changed');
+  t.equal(await page.locator('#class-counts tbody tr').nth(1).locator('td[data-count="unchanged"]').textContent(), '2590');
+  const ab = c.summary.consecutive[0]!.counts;
+  t.equal(await page.locator('#class-counts tbody tr').first().locator('td[data-count="new-failure"]').textContent(), String(ab['new-failure']), 'A -> B new failures shown');
+  const changed = c.rows.filter((r) => r.class !== 'unchanged').length;
+  t.equal(Number(await page.locator('#shown').getAttribute('data-visible')), changed, 'only the changed cases at first');
+  t.ok(changed > 0);
+  const cell = page.locator('#grid td[data-change="new-failure"]').first();
+  t.ok(await cell.isVisible(), 'a cell that broke is marked');
+  t.equal(await cell.locator('small').textContent(), 'new failure');
+  t.not(await cell.evaluate((el) => getComputedStyle(el).outlineStyle), 'none', 'and outlined');
+  await page.locator('#f-text').fill('precopy-v2');
+  t.equal(Number(await page.locator('#shown').getAttribute('data-visible')), 5, 'the errno change of precopy-v2-opt-in on five profiles');
+  t.match(await page.locator('#grid tr.case:visible td.what').first().textContent(), /errno: EINVAL → OK → OK/);
+  await page.locator('#f-text').fill('');
+  mkdirSync(repoPath('test-artifacts'), { recursive: true });
+  await page.screenshot({ path: repoPath('test-artifacts', 'release-grid.png') });
+  t.same(errors, []);
 });

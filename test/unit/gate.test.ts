@@ -185,3 +185,30 @@ t.test('expectations file: reading and validation', async (t) => {
   try { readExpectations(join(dir, 'nope.json')); } catch (e) { missing = e; }
   t.match((missing as Error).message, /nope\.json: expectations file not found/);
 });
+
+t.test('blocked: not a regression by itself when the case it names failed; a regression when that case passed', async (t) => {
+  const RESET = 'migration/reset/from-STOP';
+  const blocked = (id: string, by = RESET) => r(id, 'blocked', { reason: 'after VFIO_DEVICE_RESET the device is in STOP, not RUNNING', blockedBy: by });
+  const g = gate(run([...clean(), r(RESET, 'fail'), blocked('migration/arc/STOP->RUNNING_P2P'), blocked('migration/fd/saving-espipe')]));
+  t.equal(g.exitCode, 1, 'the reset failure is the one regression');
+  t.same(g.regressions.map((i) => i.id), [RESET]);
+  t.same(g.blocked.map((i) => [i.id, i.blockedBy]), [['migration/arc/STOP->RUNNING_P2P', RESET], ['migration/fd/saving-espipe', RESET]]);
+  t.match(g.summary, /blocked: 2 cases by the failure of migration\/reset\/from-STOP \[q35-vtd mtty-2\]/);
+
+  const excused = gate(run([...clean(), r(RESET, 'fail'), blocked('migration/fd/saving-espipe')]), {
+    expectations: expectations([{ id: RESET, reason: 'the driver under test does not reset its migration state' }]),
+  });
+  t.equal(excused.exitCode, 0, 'a known failure of the named case excuses what it blocks as well');
+  t.same(excused.blocked.map((i) => i.id), ['migration/fd/saving-espipe']);
+
+  const chain = gate(run([...clean(), r(RESET, 'fail'), blocked('migration/arc/RUNNING->STOP'), blocked('migration/fd/x', 'migration/arc/RUNNING->STOP')]));
+  t.same(chain.regressions.map((i) => i.id), [RESET], 'a case blocked by a blocked case is not a regression either');
+
+  const contradicts = gate(run([...clean(), r(RESET, 'pass'), blocked('migration/fd/saving-espipe')]));
+  t.equal(contradicts.exitCode, 1, 'blocked while the named case passed: the run contradicts itself');
+  t.match(contradicts.regressions[0]?.reason, /migration\/reset\/from-STOP did not fail in this run/);
+  const otherDevice = gate(run([...clean(), r(RESET, 'fail', { device: { ...mtty, id: 'mtty-1' } }), blocked('migration/fd/saving-espipe')]));
+  t.equal(otherDevice.exitCode, 1, 'the named case counts only on the same profile and device');
+  const absent = gate(run([...clean(), blocked('migration/fd/saving-espipe')]));
+  t.equal(absent.exitCode, 1, 'blocked by a case the run does not have');
+});

@@ -1,11 +1,13 @@
 import t from 'tap';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { repoPath } from '../../base/paths.js';
 import { esc, jsonForScript, renderHtml, writeHtml } from '../../reports/html.js';
+import { sampleRun, SAMPLE_EXPECTATIONS } from '../../bench/sample-run.js';
 import { verdictOf } from '../../reports/write.js';
 import { gate } from '../../reports/gate.js';
 import { validateResults } from '../../base/results/file.js';
@@ -63,6 +65,9 @@ function fixture(): RunResults {
         over = profile === 'q35-vtd' ? { status: 'expected-unsupported', reason: 'no PASID on 6.12', device: mock } : { status: 'skip', reason: 'smmuv3 profile has no PASID-capable device', device: mock };
       } else if (id === 'migration/precopy/info') {
         over = { status: 'warning', reason: 'read() at the temporary end of PRE_COPY data returns 0' };
+      } else if (id === 'migration/arc/RUNNING->STOP_COPY' && profile === 'q35-vtd') {
+        // blocked by the failure above: the gate counts that failure once, not this case
+        over = { status: 'blocked', reason: 'reaching the state the case starts from failed', blockedBy: FAIL_ID };
       } else if (i % 7 === 3) {
         over = { status: 'skip', reason: 'device has no P2P flag', observed: undefined, expected: undefined };
       }
@@ -101,20 +106,25 @@ function rowsOf(res: RunResults): Map<string, { profile: string; status: Status 
   return m;
 }
 
-t.test('rendering without a browser: escaping, embedded data, CSP, atomic write', async (t) => {
+
+/** results.json as the page carries it (gzip + base64 in #vfio-results). */
+function unpack(html: string): unknown {
+  const m = /<script type="application\/gzip" id="vfio-results" data-encoding="gzip\+base64">([A-Za-z0-9+/=]*)<\/script>/.exec(html);
+  if (!m) throw new Error('no packed results in the page');
+  return JSON.parse(gunzipSync(Buffer.from(m[1]!, 'base64')).toString('utf8'));
+}
+
+t.test('rendering without a browser: escaping, packed data, CSP, atomic write', async (t) => {
   const res = fixture();
   const html = renderHtml(res);
   t.notMatch(html, /<script>window\.__pwned/, 'the injected script tag is escaped');
   t.notMatch(html, /<img src=x/, 'the injected img tag is escaped');
   t.match(html, esc(XSS), 'the injected text is there, escaped');
-  const scripts = html.match(/<script\b/g) ?? [];
-  t.equal(scripts.length, 2, 'only the page\'s own two script elements (data + code)');
-  const m = /<script type="application\/json" id="vfio-results">([\s\S]*?)<\/script>/.exec(html);
-  t.ok(m, 'embedded data block');
-  t.notMatch(m![1]!, /<\//, 'no </ inside the data block');
-  t.same(JSON.parse(m![1]!), JSON.parse(JSON.stringify(res)), 'embedded data round-trips');
+  t.equal((html.match(/<script\b/g) ?? []).length, 2, 'only the page\'s own two script elements (packed data + code)');
+  t.same(unpack(html), JSON.parse(JSON.stringify(res)), 'the packed results give results.json back');
   t.match(html, /Content-Security-Policy" content="default-src &#39;none&#39;; style-src &#39;unsafe-inline&#39;; img-src data:; script-src &#39;sha256-/, 'CSP admits the inline script by hash only');
   t.notMatch(html, /(src|href)="(https?:)?\/\//, 'no external assets');
+  t.notMatch(html, /"op":"set_state"/, 'step logs are not written out (they travel packed)');
   t.equal(jsonForScript({ a: '</script><!--\u2028' }), '{"a":"\\u003c/script\\u003e\\u003c!--\\u2028"}');
   t.equal(esc(`a<b>&"'`), 'a&lt;b&gt;&amp;&quot;&#39;');
 
@@ -123,195 +133,214 @@ t.test('rendering without a browser: escaping, embedded data, CSP, atomic write'
   const path = writeHtml(dir, res);
   t.equal(path, join(dir, 'index.html'));
   t.equal(readFileSync(path, 'utf8'), html);
-
-  const empty = renderHtml({ ...res, results: [] });
-  t.match(empty, /No results recorded/);
+  t.match(renderHtml({ ...res, results: [] }), /No results recorded/);
 });
 
-t.test('the gate verdict: a banner, known failures marked with their reason, regressions left plain', async (t) => {
+t.test('the gate verdict is the headline; known failures grouped by their reason', async (t) => {
   const res = fixture();
   const expectations = { schema: 1 as const, known: [{ id: FAIL_ID, reason: 'a kernel bug <with markup> we know of' }] };
   const verdict = verdictOf(gate(res, { expectations }));
   t.equal(verdict.known.size, 1);
   const html = renderHtml(res, verdict);
-  t.match(html, /id="gate" data-exit="2">Gate: HARNESS ERROR — 3 regressions, 1 known failure/, 'the fixture has a harness error; the XSS errors (2 profiles) and the type1 failure are regressions');
-  t.match(html, /class="cell st-fail known"[^>]*data-known="true"/, 'the known failure is marked in the grid');
-  t.match(html, /FAIL \(known\)<\/button>/);
-  t.match(html, /Known failure:<\/strong> a kernel bug &lt;with markup&gt; we know of/, 'its reason, escaped, in the details');
-  t.equal((html.match(/data-known="true"/g) ?? []).length, 1, 'only that cell');
+  t.match(html, /<header class="verdict harness" id="verdict" data-exit="2" data-regressions="3" data-known="1"><h1>Harness error: the run cannot be trusted<\/h1><p>3 regressions · 1 known failure · 1 harness error<\/p>/,
+    'the fixture has a harness error; the XSS errors (2 profiles) and the type1 failure are regressions');
+  t.match(html, /guest did not answer SSH within 300 s &lt;timeout&gt;/, 'the harness problem is named under the headline');
+  t.match(html, /<h3 id="known">Known failures \(1\), by reason<\/h3><details class="group" data-group="known"><summary>a kernel bug &lt;with markup&gt; we know of/, 'grouped under its reason, escaped');
+  t.match(html, /<td class="cell c-known"[^>]*><a href="#r-\d+"[^>]*>FAIL \(known\)<\/a>/, 'the known failure is marked in its table');
   const clean = { ...res, run: { ...res.run, errors: [] } };
   const known = [FAIL_ID, XSS_ID, 'dirty/type1/bitmap-4k'].map((id) => ({ id, reason: `known: ${id}` }));
   const all = verdictOf(gate(clean, { expectations: { schema: 1, known } }));
-  t.match(renderHtml(clean, all), /data-exit="0">Gate: OK — 0 regressions, 4 known failures/, 'every failure known (the XSS case on both profiles)');
-  t.notMatch(renderHtml(res), /id="gate"/, 'no verdict given: no banner');
+  t.match(renderHtml(clean, all), /<header class="verdict good"[^>]*><h1>OK: nothing regressed<\/h1><p>0 regressions · 4 known failures · 0 harness errors/, 'every failure known');
+  t.match(renderHtml(clean), /<h1>4 failures, not gated<\/h1>/, 'no verdict given: failures are said to be ungated');
 });
 
-t.test('~1000 results render quickly into one file', async (t) => {
-  const base = fixture();
-  const many: CaseResult[] = [];
-  for (let i = 0; many.length < 1000; i++) for (const r of base.results) if (many.length < 1000) many.push({ ...r, id: `${r.id}/${i}` });
-  const t0 = Date.now();
-  const html = renderHtml({ ...base, results: many });
-  t.ok(Date.now() - t0 < 3000, `rendered 1000 results in ${Date.now() - t0} ms`);
-  t.ok(html.length < 5_000_000, `${html.length} bytes`);
-});
+/** Categories per (suite, profile) counted here from results.json and the gate, independently of the page. */
+function expectedMatrix(res: RunResults, known: Set<string>): Map<string, Record<string, number>> {
+  const m = new Map<string, Record<string, number>>();
+  for (const r of res.results) {
+    const k = `${r.suite} ${r.profile}`;
+    const c = m.get(k) ?? { pass: 0, fail: 0, known: 0, warning: 0, skip: 0, unsupported: 0 };
+    const failing = r.status === 'fail' || r.status === 'error';
+    const cat = failing ? (known.has(`${r.id} ${r.profile} ${r.device.id}`) ? 'known' : 'fail') : r.status === 'expected-unsupported' ? 'unsupported' : r.status;
+    c[cat] = (c[cat] ?? 0) + 1;
+    m.set(k, c);
+  }
+  return m;
+}
 
 const haveChromium = existsSync(CHROMIUM);
+const noChromium = haveChromium ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser tests need Debian's Chromium`;
+const ARTIFACTS = repoPath('test-artifacts');
 
-t.test('in Chromium: loads, filters, shows a failure, never runs injected script', { skip: haveChromium ? false : `${CHROMIUM} is not installed (apt-get install chromium); the browser test needs Debian's Chromium` }, async (t) => {
-  const res = fixture();
-  const dir = mkdtempSync(join(tmpdir(), 'vfio-html-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = writeHtml(dir, res);
-
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
-  t.teardown(() => browser.close());
-  const page: Page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const problems: string[] = [];
+async function openPage(browser: Browser, file: string, problems: string[], width = 1280): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width, height: 900 } });
   page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') problems.push(`console ${m.type()}: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('request', (r) => { if (!r.url().startsWith('file:')) problems.push(`request: ${r.url()}`); });
   page.on('dialog', (d) => { problems.push(`dialog: ${d.message()}`); void d.dismiss(); });
   await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
+  await page.waitForSelector('html[data-ready=true]');
+  return page;
+}
 
-  const rows = rowsOf(res);
-  const visibleRows = () => page.locator('#grid tr.case:visible').count();
-  const shown = async () => Number(await page.locator('#shown').getAttribute('data-visible'));
+t.test('a default-sized run in Chromium at 1280 px: what a maintainer sees', { skip: noChromium }, async (t) => {
+  const res = sampleRun();
+  const g = gate(res, { expectations: SAMPLE_EXPECTATIONS });
+  const dir = mkdtempSync(join(tmpdir(), 'vfio-html-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = writeHtml(dir, res, verdictOf(g));
+  const size = statSync(file).size;
+  t.ok(size <= 3 * 1024 * 1024, `index.html of ${res.results.length} results is ${(size / 1048576).toFixed(2)} MiB (target <= 3 MiB)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
 
-  await t.test('summary', async (t) => {
-    t.equal(await page.locator('#run-state').getAttribute('data-complete'), 'true');
-    t.equal(await page.locator('[data-count=total]').textContent(), String(res.results.length));
-    for (const s of STATUSES) {
-      const n = res.results.filter((r) => r.status === s).length;
-      t.ok(n > 0, `fixture has ${s}`);
-      t.equal(await page.locator(`[data-count="${s}"]`).textContent(), String(n), `${s} count`);
+  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
+  t.teardown(() => browser.close());
+  const problems: string[] = [];
+  const page = await openPage(browser, file, problems);
+
+  await t.test('first screen: the verdict headline, the facts line and the matrix, without horizontal scroll', async (t) => {
+    const h1 = await page.locator('#verdict h1').textContent();
+    t.equal(h1, `Regression: ${g.regressions.length} cases failed that nothing explains`, 'the gate\'s verdict is the headline');
+    t.ok(g.regressions.length > 0 && g.knownFailures.length > 0, 'the sample has regressions and known failures');
+    t.equal(await page.locator('#verdict p').first().textContent(), `${g.regressions.length} regressions · ${g.knownFailures.length} known failures · 0 harness errors`);
+    const facts = (await page.locator('#facts').textContent()) ?? '';
+    for (const want of ['kernel 7.2.13', 'QEMU 9.2.0', 'TCG', '2,590 results', '7 min 31 s']) t.ok(facts.includes(want), `facts line shows ${want}`);
+    const box = (await page.locator('#matrix').boundingBox())!;
+    t.ok(box.y + box.height <= 900, `the whole matrix is on the first screen (bottom at ${Math.round(box.y + box.height)} px)`);
+    t.ok(box.x + box.width <= 1280, `the matrix fits 1280 px (right edge ${Math.round(box.x + box.width)})`);
+    t.equal(await page.evaluate(() => document.documentElement.scrollWidth), 1280, 'the page does not scroll sideways');
+    await page.screenshot({ path: join(ARTIFACTS, 'report-first-screen.png') });
+  });
+
+  await t.test('the matrix counts match results.json and the gate', async (t) => {
+    const known = new Set(g.knownFailures.map((k) => `${k.id} ${k.profile} ${k.device}`));
+    const want = expectedMatrix(res, known);
+    for (const [k, c] of want) {
+      const [suite, profile] = k.split(' ');
+      const cell = page.locator(`#matrix tr[data-suite="${suite}"] a.mx[data-profile="${profile}"]`);
+      const got: Record<string, number> = {};
+      for (const cat of Object.keys(c)) {
+        const el = cell.locator(`[data-count="${cat}"]`);
+        got[cat] = (await el.count()) ? Number.parseInt((await el.textContent()) ?? '', 10) : 0;
+      }
+      t.same(got, c, `${suite} on ${profile}`);
     }
-    const summary = (await page.locator('#summary').textContent()) ?? '';
-    for (const want of ['6.12.9', 'tcg', '9.2.0', 'q35-vtd, virt-smmuv3', 'guest did not answer SSH within 300 s <timeout>']) t.ok(summary.includes(want), `summary shows ${want}`);
+    const bg = (sel: string) => page.locator(sel).first().evaluate((el) => getComputedStyle(el).backgroundColor);
+    t.not(await bg('#matrix tr[data-suite="qemu-migration"] td.c-fail'), await bg('#matrix tr[data-suite="pasid"] td.c-pass'), 'a cell with a regression is coloured apart from a passing one');
   });
 
-  await t.test('grid', async (t) => {
-    t.equal(await visibleRows(), rows.size, 'one row per case id');
-    t.equal(await shown(), rows.size);
-    const pairs = new Set(res.results.map((r) => `${r.profile} ${r.device.id}`));
-    t.equal(await page.locator('#grid thead tr').nth(1).locator('th').count(), pairs.size, 'one column per (profile, device)');
-    t.equal(await page.locator('#grid thead tr').first().locator('th[data-profile]').count(), 2, 'grouped under the 2 profiles');
-    const row = page.locator(`#grid tr.case[data-id="${FAIL_ID}"]`);
-    t.equal(await row.locator('th').textContent(), FAIL_ID, 'ids with -> are shown as they are');
-    t.equal((await row.locator('td.cell').first().textContent())?.trim(), 'FAIL', 'status as text in the cell');
-    t.match(await row.locator('td.cell').first().getAttribute('class'), /st-fail/);
-    const bg = await row.locator('td.cell').first().evaluate((el) => getComputedStyle(el).backgroundColor);
-    const passBg = await row.locator('td.cell.st-pass').first().evaluate((el) => getComputedStyle(el).backgroundColor);
-    t.not(bg, passBg, 'fail and pass cells have different colours');
-    const xssRow = page.locator('#grid tr.case').filter({ hasText: 'quoted' });
-    t.equal(await xssRow.locator('th').textContent(), XSS_ID, 'quotes, < and & in an id are shown as text');
+  await t.test('case tables: ids in full, the case column wider than the longest id\'s first 40 characters', async (t) => {
+    const longest = res.results.map((r) => r.id).reduce((a, b) => (b.length > a.length ? b : a));
+    const th = page.locator(`section.suite tr.case[data-id="${longest}"] th.case`).first();
+    t.equal(await th.locator('code').textContent(), longest, 'the id is shown whole');
+    const widths = await th.evaluate((el, id) => {
+      const code = el.querySelector('code')!;
+      const probe = document.createElement('code');
+      probe.style.cssText = 'position:absolute;visibility:hidden;white-space:pre';
+      probe.textContent = id.slice(0, 40);
+      code.parentElement!.appendChild(probe);
+      const w = { column: el.getBoundingClientRect().width, first40: probe.getBoundingClientRect().width, lines: Math.round(code.getBoundingClientRect().height / parseFloat(getComputedStyle(code).lineHeight || '16')) };
+      probe.remove();
+      return w;
+    }, longest);
+    t.ok(widths.column > widths.first40, `case column ${Math.round(widths.column)} px > ${Math.round(widths.first40)} px for the first 40 characters`);
+    t.ok(await th.evaluate((el) => el.getBoundingClientRect().height < 30), 'the id sits on one line');
+    t.equal(await page.locator('section#suite-dirty thead th', { hasText: 'device' }).count(), 1, 'a device column where a suite ran on several devices');
+    t.equal(await page.locator('section#suite-migration thead th', { hasText: 'device' }).count(), 0, 'none where it ran on one');
+    t.equal(await page.locator('section#suite-migration thead th[data-profile]').count(), 5, 'one column per profile');
   });
 
-  await t.test('status filter: unchecking pass hides all-pass rows', async (t) => {
-    await page.locator('input[name=status][value=pass]').uncheck();
-    const expected = [...rows.values()].filter((cells) => cells.some((c) => c.status !== 'pass')).length;
-    t.ok(expected < rows.size && expected > 0, `${expected} of ${rows.size} rows have a non-pass result`);
-    t.equal(await visibleRows(), expected, 'visible rows');
-    t.equal(await shown(), expected, 'the count shown matches');
-    t.equal(await page.locator('#shown').textContent(), `showing ${expected} of ${rows.size} cases`);
-    for (const id of await page.locator('#grid tr.case:visible').evaluateAll((els) => els.map((e) => e.getAttribute('data-id')))) {
-      t.ok(rows.get(id!)!.some((c) => c.status !== 'pass'), `${id} has a non-pass result`);
-    }
-    await page.locator('input[name=status][value=pass]').check();
-    t.equal(await visibleRows(), rows.size, 'checking it again shows them all');
-  });
+  const visible = async () => Number(await page.locator('#shown').getAttribute('data-visible'));
+  const rowsIn = (pred: (r: CaseResult) => boolean) => new Set(res.results.filter(pred).map((r) => JSON.stringify([r.id, r.device.id]))).size;
+  const allRows = rowsIn(() => true);
 
-  await t.test('text filter narrows rows', async (t) => {
-    await page.locator('#f-text').fill('stop_copy->');
-    const expected = [...rows.keys()].filter((id) => id.toLowerCase().includes('stop_copy->')).length;
-    t.ok(expected > 0 && expected < rows.size);
-    t.equal(await visibleRows(), expected);
-    t.equal(await shown(), expected);
-    await page.locator('#f-text').fill('<bad>');
-    t.equal(await visibleRows(), 1, 'filtering on characters that need escaping');
-    await page.locator('#f-text').fill('');
-    t.equal(await visibleRows(), rows.size);
-  });
-
-  await t.test('profile select hides the other profile\'s columns and rows without results there', async (t) => {
-    await page.locator('#f-profile').selectOption('virt-smmuv3');
-    t.equal(await page.locator('#grid td.cell[data-profile="q35-vtd"]:visible').count(), 0);
-    t.ok((await page.locator('#grid td.cell[data-profile="virt-smmuv3"]:visible').count()) > 0);
-    await page.locator('input[name=status][value=pass]').uncheck();
-    const expected = [...rows.values()].filter((cells) => cells.some((c) => c.profile === 'virt-smmuv3' && c.status !== 'pass')).length;
-    t.equal(await visibleRows(), expected, 'rows with a non-pass result on virt-smmuv3');
-    await page.locator('input[name=status][value=pass]').check();
+  await t.test('filters narrow the rows, from the keyboard', async (t) => {
+    t.equal(await visible(), allRows, 'every case shown at first');
+    await page.locator('body').click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press('/');
+    t.equal(await page.evaluate(() => document.activeElement?.id), 'f-text', '/ focuses the text filter');
+    await page.keyboard.type('close-reopen');
+    const byText = rowsIn((r) => r.id.includes('close-reopen'));
+    t.equal(await visible(), byText, `typing narrows to ${byText} rows`);
+    t.equal(await page.locator('section.suite:visible').count(), 1, 'suites without a match are hidden');
+    await page.keyboard.press('Escape');
+    t.equal(await visible(), allRows, 'Escape clears the text filter');
+    // Tab from the text filter back to the checkboxes, and uncheck "pass" with the space bar
+    await page.locator('input[name=cat][value=pass]').focus();
+    await page.keyboard.press('Space');
+    t.notOk(await page.locator('input[name=cat][value=pass]').isChecked(), 'space unchecks pass');
+    const nonPass = rowsIn((r) => r.status !== 'pass');
+    t.equal(await visible(), nonPass, `only rows with something other than a pass: ${nonPass}`);
+    await page.locator('#f-profile').focus();
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    t.equal(await page.locator('#f-profile').inputValue(), 'amd-iommu', 'the profile select follows the arrow keys');
+    const amd = rowsIn((r) => r.profile === 'amd-iommu' && r.status !== 'pass');
+    t.equal(await visible(), amd, `rows with a non-pass on amd-iommu: ${amd}`);
+    t.equal(await page.locator('section.suite td.cell[data-profile="none"]:visible').count(), 0, 'other profiles\' columns hidden');
+    await page.screenshot({ path: join(ARTIFACTS, 'report-filtered.png') });
+    await page.locator('input[name=cat][value=pass]').check();
     await page.locator('#f-profile').selectOption('');
-    t.equal(await visibleRows(), rows.size);
+    t.equal(await visible(), allRows);
   });
 
-  await t.test('clicking a failure shows its details', async (t) => {
-    const row = page.locator(`#grid tr.case[data-id="${FAIL_ID}"]`);
-    const details = page.locator(`#${await row.getAttribute('data-details')}`);
-    t.notOk(await details.isVisible(), 'details hidden at first');
-    await row.locator('td.cell button').first().click();
-    t.ok(await details.isVisible(), 'details row shown');
-    const block = details.locator('details.result[data-status=fail]');
-    t.equal(await block.getAttribute('open'), '', 'the failure\'s <details> is open');
-    const text = (await block.textContent()) ?? '';
-    t.ok(text.includes('SET_STATE returned EINVAL, the uAPI says the arc succeeds'), 'reason');
-    const table = block.locator('table.observed-expected');
-    t.ok(await table.isVisible(), 'observed/expected table visible');
-    const cells = await table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => Array.from(tr.children).map((c) => c.textContent)));
-    t.same(cells, [['errno', 'EINVAL', 'OK'], ['stateAfter', 'STOP_COPY', 'STOP']], 'key | observed | expected');
-    const fault = block.locator('pre.fault-lines');
-    t.ok(await fault.isVisible(), 'fault lines visible');
-    t.equal(await fault.textContent(), 'Call Trace:\n <TASK>\n vfio_ioctl_device_feature+0x1a/0x2b\n </TASK>', 'fault lines, <TASK> as text');
-    t.ok(text.includes('WARNING: CPU: 0 PID: 77 at drivers/vfio/vfio_main.c:1234'), 'fault title');
-    t.ok(text.includes('repro/arc-STOP_COPY-STOP'), 'artifact path');
-    t.match(await block.locator('pre.step-log').textContent(), /"op":"set_state"/, 'step log');
+  await t.test('a matrix cell leads to its cases; a failure opens with its log unpacked', async (t) => {
+    await page.locator('#matrix tr[data-suite="qemu-migration"] a.mx[data-profile="amd-iommu"]').click();
+    t.equal(await page.locator('#f-profile').inputValue(), 'amd-iommu', 'the cell sets the profile filter');
+    t.ok(await page.locator('#suite-qemu-migration').isVisible(), 'its suite is shown');
+    const failed = res.results.findIndex((r) => r.suite === 'qemu-migration' && r.status === 'error');
+    await page.locator(`#suite-qemu-migration a[href="#r-${failed}"]`).click();
+    const det = page.locator(`details#r-${failed}`);
+    t.equal(await det.getAttribute('open'), '', 'the result\'s details are open');
+    await page.waitForSelector(`details#r-${failed}[data-filled=yes]`);
+    t.equal(await det.locator('pre.step-log').textContent(), res.results[failed]!.log!.join('\n'), 'the whole step log, unpacked from the page');
+    t.ok(((await det.textContent()) ?? '').includes(res.results[failed]!.reason!), 'the reason');
+    t.ok(await det.locator('table.measurements').isVisible(), 'its measurements, apart from observed values');
+    await page.screenshot({ path: join(ARTIFACTS, 'report-failure-open.png') });
+    const oops = res.results.findIndex((r) => r.faults.length > 0);
+    await page.goto(`${pathToFileURL(file).href}#r-${oops}`);
+    await page.waitForSelector(`details#r-${oops}[data-filled=yes]`);
+    t.equal(await page.locator(`details#r-${oops} pre.fault-lines`).textContent(), res.results[oops]!.faults[0]!.lines.join('\n'), 'the console excerpt in full, opened from the address');
   });
 
-  await t.test('injected markup is text and never runs', async (t) => {
-    const row = page.locator('#grid tr.case').filter({ hasText: 'quoted' });
-    await row.locator('td.cell button').first().click();
-    const block = page.locator(`#${await row.getAttribute('data-details')} details.result`).first();
-    t.ok(await block.isVisible());
-    t.ok(((await block.locator('.reason').textContent()) ?? '').includes(XSS), 'the reason shows the markup as text');
-    t.ok(((await block.locator('table.observed-expected').textContent()) ?? '').includes('</script><script>window.__pwned=3</script>'), 'observed value as text');
-    t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'nothing executed');
-    t.equal(await page.locator('img').count(), 0, 'no element was created from the data');
-    const data = await page.evaluate(() => JSON.parse(document.getElementById('vfio-results')!.textContent!) as unknown);
-    t.same(data, JSON.parse(JSON.stringify(res)), 'the embedded JSON parses back to the results');
+  await t.test('pictures are inline SVG with their figures', async (t) => {
+    t.equal(await page.locator('#pictures svg[role=img]').count(), 5, 'time, boot, downtime, bytes, dirty oracle');
+    t.equal(await page.locator('#pic-time svg g, #pic-time svg rect').count(), 5 * 6, 'one segment per profile and suite');
+    const titles = await page.locator('#pic-downtime circle title').allTextContents();
+    const r = res.results.find((x) => x.id === 'qemu-migration/multifd' && x.profile === 'none')!;
+    t.ok(titles.includes(`multifd, none: ${r.measurements!.downtimeMs} ms`), 'a dot names its case, profile and figure');
+    await page.locator('#pictures').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, 'report-pictures.png') });
   });
 
-  await t.test('screenshot and no console errors', async (t) => {
-    // Show the failure's details in the screenshot.
-    await page.evaluate(() => window.scrollTo(0, 0));
-    const out = repoPath('test-artifacts');
-    mkdirSync(out, { recursive: true });
-    const png = join(out, 'report.png');
-    await page.screenshot({ path: png, fullPage: true });
-    t.ok(statSync(png).size > 10_000, `screenshot at ${png}`);
-    t.same(problems, [], 'no console errors, page errors, dialogs or network requests');
-  });
+  t.same(problems, [], 'no console errors, page errors, dialogs or network requests');
+});
 
-  await t.test('stays usable with 1000 results', async (t) => {
-    const many: CaseResult[] = [];
-    for (let i = 0; many.length < 1000; i++) for (const r of res.results) if (many.length < 1000) many.push({ ...r, id: `${r.id}/${i}` });
-    const big = writeHtml(mkdtempSync(join(dir, 'big-')), { ...res, results: many });
-    const p2 = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    const errs: string[] = [];
-    p2.on('pageerror', (e) => errs.push(e.message));
-    let t0 = Date.now();
-    await p2.goto(pathToFileURL(big).href, { waitUntil: 'load' });
-    const loadMs = Date.now() - t0;
-    const total = new Set(many.map((r) => r.id)).size;
-    t.equal(Number(await p2.locator('#shown').getAttribute('data-visible')), total);
-    t0 = Date.now();
-    await p2.locator('input[name=status][value=pass]').uncheck();
-    await p2.locator('#f-text').fill('/7');
-    const filterMs = Date.now() - t0;
-    t.ok(Number(await p2.locator('#shown').getAttribute('data-visible')) < total);
-    t.ok(loadMs < 10_000 && filterMs < 5_000, `load ${loadMs} ms, two filter changes ${filterMs} ms`);
-    t.same(errs, []);
-    await p2.close();
-  });
+t.test('a small run in Chromium: injected markup is text and never runs', { skip: noChromium }, async (t) => {
+  const res = fixture();
+  const dir = mkdtempSync(join(tmpdir(), 'vfio-html-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = writeHtml(dir, res);
+  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, timeout: 60_000 });
+  t.teardown(() => browser.close());
+  const problems: string[] = [];
+  const page = await openPage(browser, file, problems);
+  const row = page.locator('section.suite tr.case').filter({ hasText: 'quoted' });
+  t.equal(await row.locator('th code').textContent(), XSS_ID, 'quotes, < and & in an id are shown as text');
+  await row.locator('td.cell a').first().click();
+  const det = page.locator('details.result[open]').filter({ hasText: 'quoted' }).first();
+  t.ok(((await det.locator('.reason').textContent()) ?? '').includes(XSS), 'the reason shows the markup as text');
+  t.ok(((await det.locator('table.observed-expected').textContent()) ?? '').includes('</script><script>window.__pwned=3</script>'), 'observed value as text');
+  await page.waitForSelector('details.result[open][data-filled=yes]');
+  t.equal(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined, 'nothing executed');
+  t.equal(await page.locator('img').count(), 0, 'no element was created from the data');
+  const counts = rowsOf(res);
+  t.equal(Number(await page.locator('#shown').getAttribute('data-visible')), new Set(res.results.map((r) => JSON.stringify([r.id, r.device.id]))).size, 'one row per case and device');
+  t.ok(counts.size > 0);
+  await page.screenshot({ path: join(ARTIFACTS, 'report-small.png'), fullPage: true });
+  t.same(problems, [], 'no console errors, page errors, dialogs or network requests');
 });
 
 t.test('FSM arc coverage: which arcs the real client walked, read from the recorded results', async (t) => {

@@ -10,6 +10,8 @@ import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults } from '
 import { runInfo as baseRunInfo } from '../helpers/results.js';
 
 const XSD = repoPath('test', 'fixtures', 'junit', 'jenkins-junit.xsd');
+/** the strict Ant-style schema Jenkins' xunit plugin enforces (origin and licence in the file) */
+const STRICT_XSD = repoPath('test', 'fixtures', 'junit', 'xunit-junit-strict.xsd');
 
 function runInfo(over: Partial<RunInfo> = {}): RunInfo {
   return baseRunInfo({ ...over });
@@ -87,15 +89,45 @@ function prop(list: { property: { $: { name: string; value: string } }[] }[] | u
   return list?.[0]?.property.find((x) => x.$.name === name)?.$.value;
 }
 
-/** `xmllint --noout --schema jenkins-junit.xsd -`, the document on stdin. */
-async function xmllint(xml: string) {
-  return execa('xmllint', ['--noout', '--schema', XSD, '-'], { input: xml, reject: false });
+/** `xmllint --noout --schema jenkins-junit.xsd -`, the document on stdin; both schemas unless told. */
+async function xmllint(xml: string, schemas: string[] = [XSD, STRICT_XSD]) {
+  for (const schema of schemas) {
+    const r = await execa('xmllint', ['--noout', '--schema', schema, '-'], { input: xml, reject: false });
+    if (r.exitCode !== 0 || schemas.length === 1) return { exitCode: r.exitCode, stderr: `${schema}: ${r.stderr}` };
+  }
+  return { exitCode: 0, stderr: 'validates under both schemas' };
 }
 
 t.test('validates against the Jenkins JUnit schema (xmllint)', async (t) => {
   const res = await xmllint(toJUnit(mixedRun()));
   t.equal(res.exitCode, 0, res.stderr);
   t.match(res.stderr, /validates/);
+});
+
+t.test('the default output validates under the strict xunit schema; testcase properties only on request', async (t) => {
+  const plain = toJUnit(mixedRun());
+  t.equal((await xmllint(plain, [STRICT_XSD])).exitCode, 0, 'strict schema');
+  t.notMatch(plain, /<testcase [^>]*>\s*<properties>/, 'no testcase properties by default');
+  t.notMatch(/<testsuites [^>]*>/.exec(plain)![0], /skipped=|timestamp=/, 'testsuites carries only what the strict schema allows');
+  const withProps = toJUnit(mixedRun(), { testcaseProperties: true });
+  t.match(withProps, /<testcase [^>]*>\s*<properties>/, 'testcase properties with the option');
+  t.equal((await xmllint(withProps, [XSD])).exitCode, 0, 'still valid for the Jenkins JUnit plugin');
+  const strict = await xmllint(withProps, [STRICT_XSD]);
+  t.not(strict.exitCode, 0, 'the strict schema refuses testcase properties');
+  t.match(strict.stderr, /Element 'properties': This element is not expected/);
+});
+
+t.test('the strict schema is not a rubber stamp either', async (t) => {
+  const bad: [string, string][] = [
+    ['testcase properties', '<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase name="a"><properties/></testcase></testsuite></testsuites>'],
+    ['timestamp on testsuites', '<testsuites timestamp="2025-01-01T00:00:00"><testsuite name="s" tests="0" failures="0" errors="0"/></testsuites>'],
+    ['testsuite without counts', '<testsuites><testsuite name="s"/></testsuites>'],
+    ['unknown testcase attribute', '<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase name="a" status="ok"/></testsuite></testsuites>'],
+    ['time not a number', '<testsuites><testsuite name="s" tests="0" failures="0" errors="0" time="1s"/></testsuites>'],
+  ];
+  for (const [what, xml] of bad) t.not((await xmllint(`<?xml version="1.0"?>\n${xml}\n`, [STRICT_XSD])).exitCode, 0, what);
+  const good = '<testsuites name="n" tests="1"><testsuite name="s" tests="1" failures="0" errors="0" skipped="1"><testcase name="a"><skipped/></testcase></testsuite></testsuites>';
+  t.equal((await xmllint(`<?xml version="1.0"?>\n${good}\n`, [STRICT_XSD])).exitCode, 0, 'a minimal good file passes');
 });
 
 t.test('the schema is not a rubber stamp: broken JUnit is refused', async (t) => {
@@ -107,7 +139,7 @@ t.test('the schema is not a rubber stamp: broken JUnit is refused', async (t) =>
     ['unknown element', '<testsuites><testsuite name="s"><testcase name="a"><flaky/></testcase></testsuite></testsuites>'],
   ];
   for (const [what, xml] of bad) {
-    const res = await xmllint(`<?xml version="1.0"?>\n${xml}\n`);
+    const res = await xmllint(`<?xml version="1.0"?>\n${xml}\n`, [XSD]);
     t.not(res.exitCode, 0, what);
   }
 });
@@ -116,7 +148,7 @@ t.test('structure, names, classnames, counts', async (t) => {
   const p = await parse(toJUnit(mixedRun()));
   const suites = p.testsuites.testsuite ?? [];
   t.same(suites.map((s) => s.$.name), ['migration/q35-vtd/mtty-2', 'migration/virt-smmuv3/mtty-2', 'pasid/q35-vtd/iommufd-mock']);
-  t.same(p.testsuites.$, { name: 'vfio-conformance', tests: '7', failures: '1', errors: '1', skipped: '1', time: '8.638', timestamp: '2025-01-02T03:04:05' });
+  t.same(p.testsuites.$, { name: 'vfio-conformance', tests: '7', failures: '1', errors: '1', time: '8.638' });
   for (const s of suites) {
     const tcs = s.testcase ?? [];
     t.equal(s.$.tests, String(tcs.length), `${s.$.name} tests`);
@@ -159,7 +191,7 @@ t.test('environment properties', async (t) => {
 });
 
 t.test('outcomes: failure, error, skipped, expected-unsupported, warning', async (t) => {
-  const p = await parse(toJUnit(mixedRun()));
+  const p = await parse(toJUnit(mixedRun(), { testcaseProperties: true }));
   const all = cases(p);
   const by = (name: string, profile = 'q35-vtd') => all.find((c) => c.$.name === name && (c.$.classname ?? '').endsWith(profile))!;
 
@@ -195,6 +227,20 @@ t.test('outcomes: failure, error, skipped, expected-unsupported, warning', async
   t.equal(prop(warn.properties, 'vfio-conformance.status'), 'warning');
   t.equal(prop(warn.properties, 'vfio-conformance.reason'), 'precopy took 3.2s for 4 KiB');
   t.match(warn['system-out']?.[0], /^\[vfio-conformance\] warning: precopy took 3\.2s for 4 KiB/);
+});
+
+t.test('blocked: skipped (never passed), naming the case that carries the failure', async (t) => {
+  const xml = toJUnit(doc([
+    result('migration/reset/from-STOP', { status: 'fail', reason: 'state after reset: got STOP, expected RUNNING' }),
+    result('migration/fd/saving-espipe', { status: 'blocked', reason: 'precondition not met: after VFIO_DEVICE_RESET mtty-2 is in STOP', blockedBy: 'migration/reset/from-STOP' }),
+  ]));
+  t.equal((await xmllint(xml)).exitCode, 0, 'valid JUnit');
+  const p = await parse(xml);
+  const blocked = cases(p).find((c) => c.$.name === 'migration/fd/saving-espipe')!;
+  t.notOk(blocked.failure || blocked.error, 'counted once, on the reset case');
+  t.match(blocked.skipped?.[0]?.$?.message, /^blocked by migration\/reset\/from-STOP: precondition not met/);
+  t.equal(prop(blocked.properties, 'vfio-conformance.status'), 'blocked');
+  t.match(p.testsuites.$, { failures: '1', skipped: '1' });
 });
 
 t.test('special characters survive, illegal ones are stripped', async (t) => {
@@ -263,7 +309,9 @@ t.test('duplicate ids get unique names', async (t) => {
   const names = tcs.map((c) => c.$.name);
   t.same(names, ['migration/reset/twice', 'migration/reset/twice #2', 'migration/reset/twice #2 #2', 'migration/reset/twice #3']);
   t.equal(new Set(names).size, names.length, 'all unique');
-  t.equal(prop(tcs[1]!.properties, 'vfio-conformance.id'), 'migration/reset/twice', 'original id kept as a property');
+  t.equal(tcs[1]!.properties, undefined, 'no testcase properties by default');
+  const withProps = cases(await parse(toJUnit(doc([result('migration/reset/twice'), result('migration/reset/twice')]), { testcaseProperties: true })));
+  t.equal(prop(withProps[1]!.properties, 'vfio-conformance.id'), 'migration/reset/twice', 'original id kept as a property on request');
   t.match(tcs[1]!['system-out']?.[0], /stands for result id "migration\/reset\/twice"/);
   t.ok(tcs[1]!.failure, 'outcome of the duplicate kept');
 });
@@ -304,7 +352,7 @@ t.test('empty run and writeJUnit', async (t) => {
   const empty = toJUnit(doc([]));
   const lint = await xmllint(empty);
   t.equal(lint.exitCode, 0, lint.stderr);
-  t.match((await parse(empty)).testsuites.$, { tests: '0', failures: '0', errors: '0', skipped: '0', time: '0.000' });
+  t.same((await parse(empty)).testsuites.$, { name: 'vfio-conformance', tests: '0', failures: '0', errors: '0', time: '0.000' });
 
   const dir = t.testdir();
   const path = await writeJUnit(dir, mixedRun());

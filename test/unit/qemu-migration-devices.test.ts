@@ -183,7 +183,7 @@ function agentWithFlags(flags: Record<string, number>): AgentClient {
   } as unknown as AgentClient;
 }
 
-const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined });
+const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined, signal: new AbortController().signal });
 
 async function run(target: Target, agent: AgentClient, id: string) {
   const s = await qemuMigrationSuite.setup(target, agent);
@@ -384,10 +384,11 @@ t.test('a pair of real VFs: the migration completes; checked by outcome, walk an
   const { target } = scriptedLab([A, B]);
   const { outcome } = await run(target, agentWithFlags(FLAGS_P2P), 'legacy-container');
   t.equal(outcome.status, 'pass', outcome.reason ?? 'passes');
-  t.match(outcome.observed, {
-    status: 'completed', destinationRunState: 'running', deviceBytes: 8192, backend: 'container',
-    devices: { source: A.bdf, destination: B.bdf }, deviceState: NOT_VERIFIED,
-  });
+  t.match(outcome.observed, { status: 'completed', destinationRunState: 'running', backend: 'container', deviceState: NOT_VERIFIED });
+  t.match(outcome.measurements, { deviceBytes: 8192, devices: { source: A.bdf, destination: B.bdf } });
+  for (const k of ['deviceBytes', 'totalTimeMs', 'downtimeMs', 'setupTimeMs', 'ramBytes', 'devices']) {
+    t.notOk(k in outcome.observed!, `${k} is a measurement, not an observed value`);
+  }
   const vfio = outcome.observed!.vfio as Record<string, { requested: string[]; arcs: string[] }>;
   t.same(vfio.source!.requested, ['RUNNING->RUNNING_P2P', 'RUNNING_P2P->STOP_COPY', 'STOP_COPY->STOP']);
   t.same(vfio.source!.arcs, ['RUNNING->RUNNING_P2P', 'RUNNING_P2P->STOP', 'STOP->STOP_COPY', 'STOP_COPY->STOP'], 'arcs from the flags the device reported (0x3)');
@@ -424,17 +425,19 @@ t.test('round trips on one pair: the VM alternates, and no VF is given to two QE
   const { outcome } = await run(target, agentWithFlags(FLAGS_P2P), 'round-trips-3');
   t.equal(outcome.status, 'pass', outcome.reason ?? 'passes');
   t.equal(outcome.observed!.migrations, 6);
-  t.same(outcome.observed!.devices, [A, B, A, B, A, B, A].map((d) => d.bdf));
+  t.same(outcome.measurements!.devices, [A, B, A, B, A, B, A].map((d) => d.bdf));
   t.same(wire.started, ['dst 0000:3b:00.2', 'src 0000:3b:00.1', ...[A, B, A, B, A].map((d) => `dst ${d.bdf}`)]);
   t.same(wire.clashes, []);
-  t.equal(outcome.observed!.deviceBytes, 6 * 8192);
+  t.equal(outcome.measurements!.deviceBytes, 6 * 8192);
+  t.equal((outcome.measurements!.hops as unknown[]).length, 6, 'figures per hop');
+  t.notOk((outcome.observed!.hops as Record<string, unknown>[]).some((h) => 'totalTimeMs' in h), 'no timing among the observed hops');
 });
 
 t.test('the mtty path through the same code: registers carried, checked, instances made and removed', async (t) => {
   const { target, wire } = scriptedLab([], { bytes: 96 });
   const { outcome } = await run(target, {} as AgentClient, 'legacy-container');
   t.equal(outcome.status, 'pass', outcome.reason ?? 'passes');
-  const o = outcome.observed as { state: { wrote: Record<string, number>; read: Record<string, number> }; destinationPorts: string[]; deviceBytes: number };
+  const o = outcome.observed as { state: { wrote: Record<string, number>; read: Record<string, number> }; destinationPorts: string[] };
   t.same(o.state.read, o.state.wrote, 'the UART registers read back on the destination');
   t.equal(Object.keys(o.state.wrote).length, 4);
   t.same(o.destinationPorts, ['0xc060', '0xc068']);
@@ -451,7 +454,7 @@ t.test('the mtty round trips start the next destination during the current migra
   const hops = outcome.observed!.hops as { state: { wrote: unknown; read: unknown } }[];
   t.equal(hops.length, 6);
   for (const h of hops) t.same(h.state.read, h.state.wrote);
-  t.equal(new Set(outcome.observed!.devices as string[]).size, 7, 'seven instances, one per home');
+  t.equal(new Set(outcome.measurements!.devices as string[]).size, 7, 'seven instances, one per home');
   t.same(wire.clashes, []);
 });
 

@@ -185,7 +185,7 @@ function fakeTarget(answers: [RegExp, Partial<ExecResult>][]): Target & { cmds: 
   };
 }
 
-const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined });
+const ctx = (target: Target): CaseContext => ({ id: 'qemu-migration/test', target, agent: {} as AgentClient, note: () => undefined, signal: new AbortController().signal });
 
 t.test('suite on a target with QEMU 7.2: every case is expected-unsupported with the reason', async (t) => {
   const target = fakeTarget([

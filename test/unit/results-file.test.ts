@@ -120,7 +120,7 @@ t.test('writer: finish defaults endedAt to now', async (t) => {
 t.test('writer: refuses an invalid result and leaves the file as it was', async (t) => {
   const w = new ResultsWriter(t.testdir(), runInfo());
   w.add(result(0));
-  expectError(t, () => w.add({ ...result(1), status: 'passed' as 'pass' }), /results\[1\]\.status: expected one of pass\|fail\|error\|skip\|expected-unsupported\|warning, got string "passed"/, 'bad status');
+  expectError(t, () => w.add({ ...result(1), status: 'passed' as 'pass' }), /results\[1\]\.status: expected one of pass\|fail\|error\|skip\|expected-unsupported\|warning\|blocked, got string "passed"/, 'bad status');
   expectError(t, () => w.add({ ...result(1), durationMs: -1 }), /durationMs: expected a number >= 0/, 'negative duration');
   t.equal(readResults(w.path).results.length, 1);
   w.add(result(1));
@@ -234,7 +234,7 @@ t.test('read: schema versions', async (t) => {
 
 t.test('read: missing and mistyped fields name their JSON path', async (t) => {
   const cases: [string, (d: RunResults) => void, RegExp][] = [
-    ['results[3].status missing', (d) => { delete (d.results[3] as Partial<CaseResult>).status; }, /^results: results\[3\]\.status: expected one of pass\|fail\|error\|skip\|expected-unsupported\|warning, missing$/],
+    ['results[3].status missing', (d) => { delete (d.results[3] as Partial<CaseResult>).status; }, /^results: results\[3\]\.status: expected one of pass\|fail\|error\|skip\|expected-unsupported\|warning\|blocked, missing$/],
     ['bad status', (d) => { (d.results[1] as { status: string }).status = 'ok'; }, /results\[1\]\.status: expected one of pass\|fail\|.*, got string "ok"/],
     ['device missing', (d) => { delete (d.results[0] as Partial<CaseResult>).device; }, /results\[0\]\.device: expected an object, missing/],
     ['device class', (d) => { (d.results[2]!.device as { class: string }).class = 'virtual'; }, /results\[2\]\.device\.class: expected one of real\|sample\|emulated\|none/],
@@ -315,4 +315,5 @@ t.test('status mapping for JUnit', async (t) => {
   const w = junitOutcome('warning', 'slow arc');
   t.equal(w.element, 'passed');
   t.match(w, { note: /warning: slow arc/ });
+  t.same(junitOutcome('blocked', 'reset left STOP'), { element: 'skipped' }, 'blocked is never passed in JUnit');
 });

@@ -1,25 +1,40 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { runProfile } from '../../runner/run-cases.js';
+import { stopAgentScript } from '../../runner/stop-agent.js';
 import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
 import type { CaseDef, Suite } from '../../suites/types.js';
 
-/** An agent channel that answers every request with ok, until the connection is dropped. */
+/** The values of the replies the fake agent sends (each as the agent's protocol declares it). */
+const REPLIES: Record<string, Record<string, unknown>> = {
+  hello: { version: '1', headers: null, ops: ['hello'], uapi: {} },
+  mig_flags: { flags: 7 },
+  close: {},
+};
+/** The op the fake agent never answers: a request the kernel never finishes. */
+const HANGS = 'get_state';
+
+/** An agent channel that answers every request with ok (but never a get_state), until the connection is dropped. */
 class FakeChannel extends EventEmitter {
   stderr = new EventEmitter();
+  /** every op this channel received, in order */
+  readonly ops: string[] = [];
   write(s: string): boolean {
     for (const line of s.split('\n').filter(Boolean)) {
-      const { id } = JSON.parse(line) as { id: number };
-      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null })}\n`)));
+      const { id, op } = JSON.parse(line) as { id: number; op: string };
+      this.ops.push(op);
+      if (op === HANGS) continue;
+      setImmediate(() => this.emit('data', Buffer.from(`${JSON.stringify({ id, ok: true, errno: 0, err: null, ...REPLIES[op] })}\n`)));
     }
     return true;
   }
-  end(): void { /* nothing to flush */ }
+  end(): void { this.emit('close'); }
 }
 
 /** A machine whose SSH connection can drop while it stays alive, and whose kernel can report a fault. */
@@ -27,11 +42,21 @@ class FakeTarget implements Target {
   readonly kind = 'qemu' as const;
   readonly facts = {};
   faults: ConsoleFault[] = [];
+  /** the agent channels opened, one per agent started */
+  readonly channels: FakeChannel[] = [];
+  /** commands run through exec, in order */
+  readonly execs: string[] = [];
+  /** an agent process that SIGKILL cannot end (stuck in an ioctl) */
+  agentStuck = false;
   private ch?: FakeChannel;
   constructor(readonly name: string) {}
-  async exec() { return { code: 0, stdout: '', stderr: '', timedOut: false }; }
+  async exec(cmd: string) {
+    this.execs.push(cmd);
+    const stdout = cmd.includes('/proc/') ? (this.agentStuck ? 'stuck: 77' : 'gone') : '';
+    return { code: 0, stdout, stderr: '', timedOut: false };
+  }
   async upload() { /* not used */ }
-  async openChannel() { this.ch = new FakeChannel(); return this.ch as unknown as ClientChannel; }
+  async openChannel() { this.ch = new FakeChannel(); this.channels.push(this.ch); return this.ch as unknown as ClientChannel; }
   async mark() { /* the step marker goes to the kernel log */ }
   faultMark() { return this.faults.length; }
   faultsSince(m: number) { return this.faults.slice(m); }
@@ -77,7 +102,8 @@ t.test('a lost SSH connection on a live machine is retried once on a fresh machi
   let boots = 0;
   const results: CaseResult[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'vfioc-runner-'));
-  await runProfile({ profile: 'fake', start: async () => new FakeTarget(`fake-${boots++}`) }, [suite], dir, {
+  // The fake's faults are there at once: no grace for a serial console to catch up.
+  await runProfile({ profile: 'fake', start: async () => new FakeTarget(`fake-${boots++}`), faultGraceMs: 0 }, [suite], dir, {
     result: (r) => results.push(r), error: (e) => t.fail(e.message),
   });
   const by = new Map(results.map((r) => [r.id, r]));
@@ -92,4 +118,141 @@ t.test('a lost SSH connection on a live machine is retried once on a fresh machi
   t.match(by.get('fake/always-drops')?.log?.[0], /run again/);
   t.equal(by.get('fake/after')?.status, 'pass');
   t.equal(boots, 4, 'first machine, the flaky retry, after the fault, the always-drops retry');
+});
+
+const NO_DEVICE = { driver: 'none', class: 'none' as const, id: '-' };
+
+/** A suite over fake cases that records its setups and teardowns (and which agent each saw). */
+function recordingSuite(cases: CaseDef<unknown>[], o: { setupFails?: (n: number) => boolean; teardownFails?: (agentAlive: boolean) => boolean } = {}) {
+  const log = { setups: 0, teardowns: [] as boolean[] };
+  const suite: Suite<unknown> = {
+    name: 'fake',
+    async setup(_t, agent) {
+      log.setups++;
+      if (o.setupFails?.(log.setups)) throw new Error(`mdev create failed (setup #${log.setups})`);
+      await agent.request('mig_flags', { dev: 3 });
+      return { state: {}, cases };
+    },
+    async teardown(_s, _t, agent) {
+      log.teardowns.push(agent.alive);
+      if (o.teardownFails?.(agent.alive)) throw new Error('mdev remove: device busy');
+    },
+  };
+  return { suite, log };
+}
+
+/** A case that hangs on an agent request no one answers, then (once stopped) tries to go on. */
+function hanging(id: string, attempts: string[], before?: (tg: FakeTarget) => void): CaseDef<unknown> {
+  return {
+    id, device: NO_DEVICE, timeoutMs: 80,
+    async run(_s, ctx) {
+      before?.(ctx.target as unknown as FakeTarget);
+      await ctx.agent.request(HANGS, { dev: 3 }, 60_000).catch(() => undefined);
+      attempts.push(`aborted=${ctx.signal.aborted}`);
+      for (const step of [() => ctx.agent.request('close', { fd: 3 }), () => ctx.target.exec('echo late'), () => ctx.target.mark('late')]) {
+        await step().then(() => attempts.push('reached the machine'), () => attempts.push('refused'));
+      }
+      return { status: 'pass' };
+    },
+  };
+}
+
+function quick(id: string): CaseDef<unknown> {
+  return { id, device: NO_DEVICE, async run(_s, ctx) { await ctx.agent.request('hello'); return { status: 'pass' }; } };
+}
+
+async function runFake(suite: Suite<unknown>, make: (n: number) => FakeTarget = (n) => new FakeTarget(`fake-${n}`)) {
+  const targets: FakeTarget[] = [];
+  const results: CaseResult[] = [];
+  const errors: string[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'vfioc-runner-'));
+  await runProfile({ profile: 'fake', start: async (n) => { const tg = make(n); targets.push(tg); return tg; } }, [suite], dir, {
+    result: (r) => results.push(r), error: (e) => errors.push(e.message),
+  });
+  return { targets, results, errors, by: new Map(results.map((r) => [r.id, r])) };
+}
+
+t.test('a case that hangs is stopped: its agent closed and restarted, the suite set up again, then the next case', async (t) => {
+  const attempts: string[] = [];
+  const { suite, log } = recordingSuite([quick('fake/before'), hanging('fake/hangs', attempts), quick('fake/next')]);
+  const { targets, results, errors, by } = await runFake(suite);
+  t.same(errors, []);
+  t.same(results.map((r) => [r.id, r.status]), [['fake/before', 'pass'], ['fake/hangs', 'error'], ['fake/next', 'pass']]);
+  t.match(by.get('fake/hangs')?.reason, /did not finish within 0\.08 s; stopped/);
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(attempts, ['aborted=true', 'refused', 'refused', 'refused'], 'after the timeout the body reached neither the agent nor the machine');
+  t.equal(targets.length, 1, 'the same machine went on');
+  const [first, second] = targets[0]!.channels;
+  t.equal(targets[0]!.channels.length, 2, 'a second agent was started');
+  t.notOk(first!.ops.includes('close'), 'the late request never left the harness');
+  t.same(second!.ops, ['hello', 'mig_flags', 'hello'], 'the new agent saw the new setup and the next case only');
+  t.ok(targets[0]!.execs.some((c) => c.includes('/proc/') && c.includes('kill -9')), 'the old agent process was ended');
+  t.equal(log.setups, 2, 'the suite was set up again');
+  t.same(log.teardowns, [false, true], 'torn down with the closed agent after the timeout, with the live one at the end');
+  t.match(by.get('fake/next')?.log?.[0], /agent was restarted and the suite set up again \(fake\/hangs ran out of time\)/);
+  t.same(by.get('fake/next')?.log?.slice(1).map((l) => JSON.parse(l.split(' -> ')[0]!).op), ['hello'], 'the next case\'s step log has its own steps only');
+});
+
+t.test('a case that times out while the kernel reports a fault fails with the fault and says it was stopped', async (t) => {
+  const { suite } = recordingSuite([hanging('fake/oops', [], (tg) => {
+    tg.faults.push({ kind: 'oops', title: 'BUG: kernel NULL pointer dereference', step: 'fake/oops', lines: [] });
+  }), quick('fake/next')]);
+  const { by, targets } = await runFake(suite);
+  const r = by.get('fake/oops');
+  t.equal(r?.status, 'fail', 'the fault is the finding');
+  t.equal(r?.faults.length, 1);
+  t.match(r?.reason, /kernel reported a fault during this case \(oops: BUG: kernel NULL pointer dereference\); did not finish within/);
+  t.equal(by.get('fake/next')?.status, 'pass');
+  t.equal(by.get('fake/next')?.faults.length, 0, 'the fault stays with the case it happened in');
+  t.equal(targets.length, 1);
+});
+
+t.test('a setup that fails: first time, one error; after a restart, the cases left are reported not run', async (t) => {
+  const first = recordingSuite([quick('fake/a')], { setupFails: () => true });
+  const r1 = await runFake(first.suite);
+  t.same(r1.results.map((r) => [r.id, r.status]), [['fake/setup', 'error']]);
+  t.match(r1.results[0]?.reason, /suite setup failed: mdev create failed \(setup #1\)/);
+
+  const again = recordingSuite([hanging('fake/hangs', []), quick('fake/b'), quick('fake/c')], { setupFails: (n) => n === 2 });
+  const r2 = await runFake(again.suite);
+  t.same(r2.results.map((r) => [r.id, r.status]), [['fake/hangs', 'error'], ['fake/setup', 'error'], ['fake/b', 'error'], ['fake/c', 'error']]);
+  t.match(r2.by.get('fake/b')?.reason, /not run: suite setup failed: mdev create failed \(setup #2\)/);
+});
+
+t.test('a teardown that fails after a timeout is reported, and a fresh machine takes over', async (t) => {
+  const { suite, log } = recordingSuite([hanging('fake/hangs', []), quick('fake/next')], { teardownFails: (alive) => !alive });
+  const { results, targets, by } = await runFake(suite);
+  t.same(results.map((r) => [r.id, r.status]), [['fake/hangs', 'error'], ['fake/teardown', 'error'], ['fake/next', 'pass']]);
+  t.match(by.get('fake/teardown')?.reason, /teardown after a timed-out case failed: mdev remove: device busy/);
+  t.equal(targets.length, 2, 'the next case ran on a fresh machine');
+  t.match(by.get('fake/next')?.log?.[0], /fake\/hangs ran out of time and the suite's teardown failed; note: running on replacement machine #1/);
+  t.equal(log.setups, 2);
+});
+
+t.test('an agent that will not die costs a machine; past the limit the cases left are reported not run', async (t) => {
+  const cases = Array.from({ length: 6 }, (_, i) => hanging(`fake/hang-${i}`, []));
+  const { suite } = recordingSuite(cases);
+  const { results, targets, by } = await runFake(suite, (n) => Object.assign(new FakeTarget(`fake-${n}`), { agentStuck: true }));
+  t.equal(targets.length, 4, 'the first machine and 3 replacements');
+  t.same(results.map((r) => r.status), ['error', 'error', 'error', 'error', 'error', 'error']);
+  t.match(by.get('fake/hang-1')?.log?.[0], /fake\/hang-0 ran out of time and the agent \(pid 77\) did not exit within 5 s of SIGKILL; note: running on replacement machine #1/);
+  t.match(by.get('fake/hang-4')?.reason, /not run: the machine was replaced 3 times in this suite/);
+  t.match(by.get('fake/hang-5')?.reason, /not run/);
+});
+
+t.test('the agent-stopping script ends the process running that binary (through a symlink too), and only it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vfioc-stop-'));
+  const bin = join(dir, 'agent-bin');
+  copyFileSync('/bin/sleep', bin);
+  symlinkSync(bin, join(dir, 'agent'));
+  const agent = spawn(bin, ['300'], { stdio: 'ignore' });
+  const other = spawn('/bin/sleep', ['300'], { stdio: 'ignore' });
+  const exited = new Promise((r) => agent.on('exit', r));
+  await new Promise((r) => setTimeout(r, 100));
+  const out = execFileSync('sh', ['-c', stopAgentScript(join(dir, 'agent'), 2)], { encoding: 'utf8' });
+  t.equal(out.trim(), 'gone');
+  t.equal(await exited, null, 'the agent was killed');
+  t.equal(agent.signalCode, 'SIGKILL');
+  t.equal(other.exitCode, null, 'another process of another binary still runs');
+  other.kill();
 });

@@ -12,9 +12,8 @@ CONFIG_EDU=y
 CONFIG_PCIE_PORT=y
 # The board selects ACPI_CXL, whose cxl.c calls into hw/cxl; the CXL core is "default y if
 # PCI_EXPRESS", and --without-default-devices drops defaults, which leaves that call unresolved at
-# link time (QEMU 10.2.2). Ask for it explicitly, and for the expander bridge it depends on.
+# link time (QEMU 10.2.2). Ask for it explicitly, with the expander bridge it depends on and the
+# type-3 memory device its mailbox code calls (their defaults are dropped the same way).
 CONFIG_CXL=y
 CONFIG_PXB=y
-# CXL's mailbox code (hw/cxl) calls into the type-3 memory device: without it the link fails
-# (ct3_test_region_block_backed and others, QEMU 10.2.2).
 CONFIG_CXL_MEM_DEVICE=y
