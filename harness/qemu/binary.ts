@@ -40,7 +40,7 @@ export interface QemuInfo {
 }
 
 /** Firmware the system packages install (seabios, qemu-system-data): what a built QEMU boots with. */
-const SYSTEM_FIRMWARE = ['/usr/share/seabios', '/usr/share/qemu'];
+export const SYSTEM_FIRMWARE = ['/usr/share/seabios', '/usr/share/qemu'];
 
 /**
  * Open a QEMU binary for a set of profiles: locate it, and ask it about exactly the machine and

@@ -76,6 +76,20 @@ export const PROFILES: Profile[] = [
     devices: [EDU],
   },
   {
+    name: 'intel-iommu-dirty',
+    arch: 'x86_64',
+    description: 'Intel VT-d in scalable mode with second-stage A/D (ECAP SSADS, PASID-entry SSADE): dirty tracking, emulated by our QEMU',
+    machine: Q35_SPLIT,
+    // x-ssads: images/qemu/patches/0001-intel_iommu-second-stage-accessed-dirty.patch. No caching-mode:
+    // QEMU refuses it beside x-ssads (an assigned device's DMA would bypass the A/D updates of the walk).
+    iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', ['scalable-mode=on', 'x-scalable-mode=on'], 'x-ssads=on'] }],
+    cmdline: ['intel_iommu=on,sm_on'],
+    expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
+    vfioPci: true,
+    devices: [EDU],
+    qemu: 'built',
+  },
+  {
     name: 'amd-iommu',
     arch: 'x86_64',
     description: 'AMD-Vi with interrupt remapping',

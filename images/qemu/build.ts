@@ -4,6 +4,7 @@ import { cpus } from 'node:os';
 import { parseQemuSpec, resolveQemuSource, type QemuSource, type QemuSpec } from './source.js';
 import { pythonTools } from './tools.js';
 import { readSeries, applySeries, type Series } from './series.js';
+import { buildQtests, readQtests, type QtestSpec } from './qtests.js';
 import { HarnessError } from '../../base/errors.js';
 import { cachePath, cacheRoot, repoPath } from '../../base/paths.js';
 import { hashParts } from '../../base/hash.js';
@@ -47,6 +48,8 @@ export interface QemuBuild {
   binaries: Record<keyof typeof QEMU_TARGETS, string>;
   /** the build directory (ninja targets such as qtests are built here) */
   buildDir: string;
+  /** the series' qtests (images/qemu/patches/qtests), built here: name -> binary */
+  qtests?: Record<string, string>;
   configureFlags: string[];
   /** whether the device lists were trimmed to the profiles' (a user's tree keeps its defaults) */
   trimmed: boolean;
@@ -185,21 +188,23 @@ export async function buildQemu(o: QemuBuildOptions = {}): Promise<QemuBuild> {
     source: src.id, series: series.hash, flags: flags.join(' '), devices: JSON.stringify(devices), tools: tools.versions.join(' '), recipe: RECIPE,
   }).slice(0, 16);
   const dir = src.mutable ? cachePath('qemu-trees', src.id) : cachePath('qemu', `${src.id}-${key}`);
+  const qtests = src.mutable ? [] : readQtests();
   if (!src.mutable && !o.force) {
     const hit = loadMeta(dir);
-    if (hit) return hit;
+    // a qtest listed since this build was made is built into it (ninja: the rest is up to date)
+    if (hit && qtests.every((q) => existsSync(hit.qtests?.[q.name] ?? ''))) return hit;
   }
   await checkTools();
   mkdirSync(dir, { recursive: true });
   const unlock = lockBuild(dir);
   try {
-    return await buildLocked(src, series, devices, flags, key, dir, jobs, tools);
+    return await buildLocked(src, series, devices, flags, key, dir, jobs, tools, qtests);
   } finally {
     unlock();
   }
 }
 
-async function buildLocked(src: QemuSource, series: Series, devices: Record<string, string>, flags: string[], key: string, dir: string, jobs: number, tools: { bin: string; pythonPath: string }): Promise<QemuBuild> {
+async function buildLocked(src: QemuSource, series: Series, devices: Record<string, string>, flags: string[], key: string, dir: string, jobs: number, tools: { bin: string; pythonPath: string }, qtestSpecs: QtestSpec[]): Promise<QemuBuild> {
   const log = join(dir, 'build.log');
   writeFileSync(log, `# ${new Date().toISOString()} ${src.id} series ${series.hash}\n`);
   const env = await buildEnv(tools);
@@ -220,8 +225,9 @@ async function buildLocked(src: QemuSource, series: Series, devices: Record<stri
   await compile(buildDir, jobs, log, env, `qemu build ${src.id} (-j${jobs})`);
   const binaries = Object.fromEntries(Object.entries(QEMU_TARGETS).map(([arch, t]) => [arch, join(buildDir, `qemu-system-${t}`)])) as QemuBuild['binaries'];
   for (const b of Object.values(binaries)) if (!existsSync(b)) throw new HarnessError(`qemu build finished without ${b}`, { log });
+  const qtests = await buildQtests(buildDir, qtestSpecs, { jobs, log, env });
   const build: QemuBuild = {
-    key, sourceId: src.id, sourceDir: src.dir, version: src.version, series, binaries, buildDir,
+    key, sourceId: src.id, sourceDir: src.dir, version: src.version, series, binaries, buildDir, qtests,
     configureFlags: flags, trimmed: !src.mutable, log, cached: false, builtAt: new Date().toISOString(),
     buildSeconds: Math.round((Date.now() - started) / 100) / 10, fellBack: src.fellBack,
   };

@@ -14,6 +14,7 @@ import { skipCases } from '../types.js';
 import { Checks } from '../migration/steps.js';
 import { IOMMUFD, Iommufd, errOf, must, outcome } from '../dirty/api.js';
 import { bindEdu, EduEngine, EDU, findEdu, type BoundEdu } from './edu.js';
+import { fromHex } from '../dirty/bitmap.js';
 
 const PAGE = 4096;
 /** IOMMU_IOAS_MAP_* and VFIO_DMA_MAP_FLAG_* */
@@ -317,9 +318,11 @@ async function hwptDirtyAfterDma(s: DmaState, fd: Iommufd, devid: number, ioas: 
     await engine.dma({ toRam: true, iova: iovaDst + 2 * PAGE, bufOffset: 0, count: 64 });
     const bm = await fd.bitmap(hwpt, iovaDst, len, PAGE);
     c.eq('GET_DIRTY_BITMAP', errOf(bm), 'OK');
-    c.eq('dirty pages after one write to page 2', bm.bitmap, '04');
+    // the kernel's bitmap comes in whole u64 words: judge the pages, not the hex's length
+    const pages = bm.ok ? fromHex(bm.bitmap as string, len / PAGE).bits.join(',') : '';
+    c.eq('dirty pages after one write to page 2', pages, '2');
     await fd.tracking(hwpt, false);
-    return outcome(c, { bitmap: bm.bitmap, bitsSet: bm.bits_set }, { bitmap: '04' });
+    return outcome(c, { dirtyPages: pages, bitsSet: bm.bits_set }, { dirtyPages: '2' });
   } finally {
     await ms.unmap();
     await md.unmap();

@@ -24,7 +24,8 @@ async function leftoverQemu(pid: number | undefined): Promise<number> {
 t.test('every x86 profile boots, shows its IOMMU, has /dev/iommu and /dev/vfio, loads mtty', async (t) => {
   const p = await prepare({});
   t.ok(p.kernel.release.length > 0, `kernel ${p.kernel.release}`);
-  for (const profile of PROFILES.filter((x) => x.arch === 'x86_64')) {
+  // a profile of our patched QEMU boots in the tests of its patch (qemu: 'built')
+  for (const profile of PROFILES.filter((x) => x.arch === 'x86_64' && x.qemu !== 'built')) {
     await t.test(profile.name, async (t) => {
       const g = await QemuGuest.boot({
         arch: ARCHES.x86_64, profile, accel: 'tcg', kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,

@@ -13,9 +13,16 @@ function opt(args: string[], name: string): string[] {
   return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
 }
 
+/** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
+function builtQemu(): typeof qemu {
+  const caps = qemu.caps;
+  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'] } } };
+}
+const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
+
 t.test('every profile: q35, IOMMU device before any other PCI device, SSH only on loopback', async (t) => {
   for (const p of PROFILES.filter((x) => x.arch === 'x86_64')) {
-    const a = qemuArgs({ ...base, profile: p, accel: 'tcg' });
+    const a = qemuArgs({ ...base, qemu: qemuFor(p), profile: p, accel: 'tcg' });
     t.equal(opt(a, '-machine')[0], describeOption(p.machine), `${p.name} machine`);
     t.match(opt(a, '-machine')[0], /^q35/);
     const devices = opt(a, '-device');
@@ -80,7 +87,7 @@ t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, n
 t.test('every profile carries the edu DMA device after the network card', async (t) => {
   for (const p of PROFILES) {
     const arch = ARCHES[p.arch];
-    const devices = opt(qemuArgs({ ...base, arch, qemu: fixtureQemu(p.arch === 'arm64' ? '7.2.22-aarch64' : '7.2.22-x86_64'), profile: p, accel: 'tcg' }), '-device');
+    const devices = opt(qemuArgs({ ...base, arch, qemu: p.arch === 'arm64' ? fixtureQemu('7.2.22-aarch64') : qemuFor(p), profile: p, accel: 'tcg' }), '-device');
     const net = devices.findIndex((d) => d.startsWith('virtio-net-pci'));
     const edu = devices.indexOf('edu');
     t.ok(edu > net && net >= 0, `${p.name}: edu after the network card`);
@@ -120,4 +127,13 @@ t.test('a built QEMU gets the system firmware directories, the host QEMU none', 
   t.same(opt(sys, '-L'), []);
   const built = qemuArgs({ ...base, qemu: fixtureQemu('7.2.22-x86_64', 'built'), profile: getProfile('none'), accel: 'tcg' });
   t.same(opt(built, '-L'), ['/usr/share/seabios']);
+});
+
+t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching mode, on our QEMU only', async (t) => {
+  const p = getProfile('intel-iommu-dirty');
+  t.equal(p.qemu, 'built');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
+  t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
 });

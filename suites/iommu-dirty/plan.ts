@@ -1,0 +1,62 @@
+/**
+ * Which pages the device writes in each case, and the DMA transfers that write exactly those pages.
+ * Pure: the transfers are the oracle the dirty bitmap is judged against (design: what the device
+ * really wrote, not what a mock was told).
+ */
+import type { Bits } from '../dirty/bitmap.js';
+
+export const PAGE = 4096;
+/** The tracked window: 1024 pages (4 MiB), two whole 2 MiB blocks, IOVA 2 MiB-aligned */
+export const WINDOW_PAGES = 1024;
+/** one edu transfer: at most this many bytes (QEMU 7.2's edu aborts on 4096; see suites/dma/edu.ts) */
+const MAX_TRANSFER = 2048;
+
+/** The page sets of issue 15's list: one page, sparse, dense, both ends, across a 2 MiB boundary. */
+export const WRITE_SETS = {
+  'one-page': [417],
+  // a prime stride: crosses byte and u64 boundaries of the bitmap at odd places
+  sparse: [3, 64, 125, 186, 247, 308, 369, 430, 491, 552, 613, 674, 735, 796, 857, 918, 979],
+  // 32 consecutive pages, written two at a time by transfers that straddle a page boundary
+  dense: Array.from({ length: 32 }, (_, i) => 96 + i),
+  'both-ends': [0, WINDOW_PAGES - 1],
+  // one transfer straddles the 2 MiB boundary (pages 511 and 512), two lone pages beside it
+  'across-2mib': [509, 511, 512, 514],
+} as const satisfies Record<string, Bits>;
+
+export type WriteSet = keyof typeof WRITE_SETS;
+
+/** One DMA write into the window: `count` bytes at byte `offset` of the window. */
+export interface Write {
+  offset: number;
+  count: number;
+}
+
+/**
+ * Transfers that write exactly `pages` (sorted, distinct): a pair of adjacent pages gets one
+ * 2 KiB transfer straddling their boundary (one DMA, two translations), any other page a short
+ * write at a page-dependent offset (so a page is never judged by its first bytes only).
+ */
+export function writesFor(pages: readonly number[]): Write[] {
+  const sorted = [...new Set(pages)].sort((a, b) => a - b);
+  const out: Write[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    const p = sorted[i]!;
+    if (p < 0 || p >= WINDOW_PAGES) throw new RangeError(`page ${p} outside the window [0, ${WINDOW_PAGES})`);
+    if (sorted[i + 1] === p + 1) {
+      out.push({ offset: (p + 1) * PAGE - MAX_TRANSFER / 2, count: MAX_TRANSFER });
+      i++;
+    } else {
+      out.push({ offset: p * PAGE + ((p * 136) % (PAGE - 64)), count: 64 });
+    }
+  }
+  return out;
+}
+
+/** The pages a set of writes touches: what an exact dirty tracker reports. */
+export function pagesWritten(writes: readonly Write[]): Bits {
+  const pages = new Set<number>();
+  for (const w of writes) {
+    for (let p = Math.floor(w.offset / PAGE); p <= Math.floor((w.offset + w.count - 1) / PAGE); p++) pages.add(p);
+  }
+  return [...pages].sort((a, b) => a - b);
+}

@@ -1,0 +1,34 @@
+import t from 'tap';
+import { PAGE, WINDOW_PAGES, WRITE_SETS, pagesWritten, writesFor } from '../../suites/iommu-dirty/plan.js';
+
+t.test('each page set is written exactly: the transfers touch those pages and no other', async (t) => {
+  for (const [name, pages] of Object.entries(WRITE_SETS)) {
+    const writes = writesFor(pages);
+    t.same(pagesWritten(writes), [...pages].sort((a, b) => a - b), name);
+    for (const w of writes) {
+      t.ok(w.count > 0 && w.count <= 2048, `${name}: ${w.count} bytes fits one edu transfer`);
+      t.ok(w.offset >= 0 && w.offset + w.count <= WINDOW_PAGES * PAGE, `${name}: inside the window`);
+    }
+  }
+});
+
+t.test('adjacent pages share one straddling transfer; lone pages get a short write inside the page', async (t) => {
+  t.same(writesFor([4, 5]), [{ offset: 5 * PAGE - 1024, count: 2048 }], "1 KiB on either side of the boundary between pages 4 and 5");
+  t.equal(writesFor(WRITE_SETS.dense).length, 16, '32 consecutive pages in 16 transfers');
+  const lone = writesFor([7]);
+  t.equal(lone.length, 1);
+  t.ok(lone[0]!.offset > 7 * PAGE && lone[0]!.offset + lone[0]!.count <= 8 * PAGE, 'not at the first byte, not past the page');
+  t.same(pagesWritten(writesFor([1, 2, 3])), [1, 2, 3], 'an odd run: a pair and a single');
+  t.throws(() => writesFor([WINDOW_PAGES]), RangeError);
+});
+
+t.test('the sets cover what issue 15 asks for', async (t) => {
+  t.ok(WRITE_SETS['both-ends'].includes(0) && WRITE_SETS['both-ends'].includes(WINDOW_PAGES - 1), 'first and last page');
+  t.ok(WRITE_SETS['across-2mib'].includes(511) && WRITE_SETS['across-2mib'].includes(512), 'either side of the 2 MiB boundary');
+  t.ok(WRITE_SETS.sparse.some((p) => p % 64 === 0), 'a page on a u64 word boundary of the bitmap');
+});
+
+t.test('across-2mib: one transfer crosses the 2 MiB boundary itself', async (t) => {
+  const boundary = 512 * PAGE;
+  t.ok(writesFor(WRITE_SETS['across-2mib']).some((w) => w.offset < boundary && w.offset + w.count > boundary));
+});
