@@ -147,8 +147,8 @@ async function buildEnv(tools: { bin: string; pythonPath: string }): Promise<Rec
     PYTHONPATH: tools.pythonPath,
   };
   if (await which('ccache')) {
-    // meson finds ccache on PATH by itself; paths under the cache root hash relative to it, so a
-    // new build directory (another patch series) still hits for every file the series did not touch.
+    // Paths under the cache root hash relative to it, so a new build directory (another patch
+    // series) still hits for every file the series did not touch.
     Object.assign(env, { CCACHE_DIR: cachePath('ccache'), CCACHE_BASEDIR: cacheRoot(), CCACHE_MAXSIZE: '5G', CCACHE_NOHASHDIR: '1' });
   }
   return env;
@@ -181,9 +181,12 @@ export async function buildQemu(o: QemuBuildOptions = {}): Promise<QemuBuild> {
   const series = src.mutable ? { hash: 'none', patches: [] } : readSeries(repoPath('images', 'qemu', 'patches'));
   const devices = src.mutable ? {} : deviceLists();
   const tools = await pythonTools();
+  // QEMU's configure writes the compiler into meson's machine file as given: ccache must be named
+  // there (meson does not add it on its own), or a new patch series recompiles all 1,500 objects.
+  const cc = (await which('ccache')) ? ['--cc=ccache cc', '--cxx=ccache c++'] : [];
   const flags = src.mutable
-    ? CONFIGURE_FLAGS
-    : [...CONFIGURE_FLAGS, '--without-default-devices', ...Object.values(QEMU_TARGETS).map((t) => `--with-devices-${t}=${DEVICES}`)];
+    ? [...CONFIGURE_FLAGS, ...cc]
+    : [...CONFIGURE_FLAGS, ...cc, '--without-default-devices', ...Object.values(QEMU_TARGETS).map((t) => `--with-devices-${t}=${DEVICES}`)];
   const key = hashParts({
     source: src.id, series: series.hash, flags: flags.join(' '), devices: JSON.stringify(devices), tools: tools.versions.join(' '), recipe: RECIPE,
   }).slice(0, 16);
