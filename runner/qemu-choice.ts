@@ -21,6 +21,8 @@ export function parseQemuChoice(s: string | undefined): QemuChoice {
   if (s === undefined || s === 'system') return { kind: 'system' };
   if (s === 'built') return { kind: 'built' };
   if (/^[a-z]+:/.test(s)) throw new HarnessError(`--qemu takes system, built or a path, not '${s}' (a QEMU source such as debian:10.2 goes to 'qemu build --qemu')`);
+  // Checked here, with the other flags, so a typo fails in a second instead of after a kernel build.
+  if (!existsSync(resolve(s))) throw new HarnessError(`--qemu ${s}: no such file or directory (a qemu-system-* binary or a directory holding them)`);
   return { kind: 'path', path: resolve(s) };
 }
 

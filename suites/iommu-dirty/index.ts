@@ -87,7 +87,7 @@ async function report(s: DirtyHwState, hwpt: number, expected: Bits, noClear = f
   const r = await s.session.fd.bitmap(hwpt, WINDOW_IOVA, WINDOW_PAGES * PAGE, PAGE, noClear ? { flags: IOMMUFD.GET_DIRTY_BITMAP_NO_CLEAR } : {});
   if (!r.ok) return { errno: errOf(r), pages: [], missing: [...expected], extra: [] };
   // bits past the window count as extra: the kernel wrote outside what it was asked for
-  const { bits, beyond } = fromHex(r.bitmap as string, WINDOW_PAGES);
+  const { bits, beyond } = fromHex(r.bitmap, WINDOW_PAGES);
   const want = new Set(expected);
   const got = new Set(bits);
   return { errno: 'OK', pages: bits, missing: expected.filter((i) => !got.has(i)), extra: [...bits.filter((i) => !want.has(i)), ...beyond] };
@@ -145,7 +145,7 @@ const CASES = (device: DeviceInfo): CaseDef<State>[] => [
       const { fd, devid, ioas } = s.session;
       const c = new Checks();
       const a = await fd.hwptAlloc(devid, ioas, IOMMUFD.HWPT_ALLOC_DIRTY_TRACKING);
-      if (a.ok) await fd.destroy(a.hwpt as number);
+      if (a.ok) await fd.destroy(a.hwpt);
       c.eq('HWPT_ALLOC(DIRTY_TRACKING)', errOf(a), s.capable ? 'OK' : 'EOPNOTSUPP');
       const plain = await fd.mustHwpt(devid, ioas, 0);
       const t = await fd.tracking(plain, true);
@@ -227,12 +227,13 @@ const PLACEHOLDER: DeviceInfo = { driver: 'vfio-pci', class: 'emulated', id: 'ed
 
 async function alloc(agent: AgentClient, allocations: DirtyHwState['allocations'], length: number): Promise<number> {
   const r = await must(agent, 'mem_alloc', { length }, 'mem_alloc');
-  allocations.push({ addr: r.addr as number, length });
-  return r.addr as number;
+  allocations.push({ addr: r.addr, length });
+  return r.addr;
 }
 
 export const iommuDirtySuite: Suite<State> = {
   name: 'iommu-dirty',
+  list: () => CASES(PLACEHOLDER).map((c) => ({ id: c.id, known: 'static' as const })),
   async setup(target: Target, agent: AgentClient) {
     const found = await findEdu(target);
     if ('why' in found) return { state: found, cases: skipCases(CASES(PLACEHOLDER), found.why) };
@@ -250,10 +251,10 @@ export const iommuDirtySuite: Suite<State> = {
       await bound.manager.restore();
       throw new HarnessError(`opening ${bound.device.cdev} through iommufd failed at ${r.where ?? '?'}: ${r.err}`);
     }
-    const fd = new Iommufd(agent, r.iommufd as number);
-    const engine = new EduEngine(agent, r.dev as number);
+    const fd = new Iommufd(agent, r.iommufd);
+    const engine = new EduEngine(agent, r.dev);
     await engine.enableBusMaster();
-    const ioas = r.ioas as number;
+    const ioas = r.ioas;
     // 4 KiB IOPTEs: set before the first mapping (the IOAS refuses the option once it has one)
     await fd.noHugePages(ioas);
     const allocations: DirtyHwState['allocations'] = [];
@@ -261,9 +262,9 @@ export const iommuDirtySuite: Suite<State> = {
     const source = await alloc(agent, allocations, PAGE);
     await must(agent, 'ioas_map', { iommufd: fd.fd, ioas, iova: WINDOW_IOVA, length: WINDOW_PAGES * PAGE, addr: window }, 'IOMMU_IOAS_MAP window');
     await must(agent, 'ioas_map', { iommufd: fd.fd, ioas, iova: SOURCE_IOVA, length: PAGE, addr: source }, 'IOMMU_IOAS_MAP source page');
-    const hw = await fd.hwInfo(r.devid as number);
-    const capable = hw.ok && ((hw.capabilities as number) & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
-    const session: Session = { fd, dev: r.dev as number, ioas, devid: r.devid as number, engine, window, source };
+    const hw = await fd.hwInfo(r.devid);
+    const capable = hw.ok && (hw.capabilities & IOMMUFD.HW_CAP_DIRTY_TRACKING) !== 0;
+    const session: Session = { fd, dev: r.dev, ioas, devid: r.devid, engine, window, source };
     const device: DeviceInfo = { ...PLACEHOLDER, fingerprint: { bdf: bound.bdf, iommu: sysIommu, hwInfoType: hw.type, capabilities: hw.capabilities } };
     return { state: { agent, edu: bound, sysIommu, session, capable, allocations }, cases: CASES(device) };
   },

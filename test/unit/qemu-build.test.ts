@@ -29,7 +29,8 @@ t.test('QEMU source specs', async (t) => {
 t.test('--qemu choices', async (t) => {
   t.same(parseQemuChoice(undefined), { kind: 'system' });
   t.same(parseQemuChoice('built'), { kind: 'built' });
-  t.match(parseQemuChoice('/opt/qemu/bin'), { kind: 'path', path: '/opt/qemu/bin' });
+  t.match(parseQemuChoice('/usr/bin'), { kind: 'path', path: '/usr/bin' });
+  t.throws(() => parseQemuChoice('/opt/no-qemu/bin'), /no such file or directory/);
   t.throws(() => parseQemuChoice('debian:10.2'), /goes to 'qemu build --qemu'/);
 });
 

@@ -113,16 +113,21 @@ t.test('--boot-timeout and --timeout take positive seconds; anything else is ref
   t.throws(() => parseAccel('hvf'), /--accel must be auto, kvm or tcg, not 'hvf'/);
 });
 
-t.test('run flags: one options value; lab flags only with --target; --qemu PATH goes to the lab host', async (t) => {
+t.test('run flags: one options value; lab flags only with --target; --qemu picks the guests\' QEMU, or the lab host\'s with --target', async (t) => {
   const o = runOptions({ suite: ['dma'], profile: ['none'], 'boot-timeout': '30', kernel: 'debian:6.12', accel: 'tcg' });
   t.match(o, { kernel: 'debian:6.12', accel: 'tcg', bootTimeoutMs: 30_000, profiles: ['none'], lab: undefined });
   t.same(o.suites.map((s) => s.name), ['dma']);
-  t.throws(() => runOptions({ qemu: '/opt/q' }), /--qemu only applies with --target/);
+  t.same(runOptions({ qemu: '/usr/bin' }).qemu, { kind: 'path', path: '/usr/bin' }, 'without --target: a QEMU to boot the guests on');
+  t.throws(() => runOptions({ qemu: '/opt/q' }), /--qemu \/opt\/q: no such file or directory/);
+  t.same(runOptions({ qemu: 'built' }).qemu, { kind: 'built' });
+  t.same(runOptions({}).qemu, { kind: 'system' });
+  t.throws(() => runOptions({ qemu: 'debian:10.2' }), /goes to 'qemu build --qemu'/);
   t.throws(() => checkLabFlags({ device: ['0000:3b:00.1'] }), /--device only applies/);
   t.throws(() => runOptions({ 'boot-timeout': '-1' }), /--boot-timeout/);
   t.throws(() => runOptions({ suite: ['nosuch'] }), HarnessError);
   const lab = runOptions({ target: 'ssh://root@lab1', qemu: '/opt/qemu/bin/qemu-system-x86_64', device: ['0000:3b:00.1'] });
   t.match(lab.lab, { address: 'ssh://root@lab1', clientQemu: '/opt/qemu/bin/qemu-system-x86_64', devices: ['0000:3b:00.1'], acceptNewHostKey: false });
+  t.same(lab.qemu, { kind: 'system' }, "with --target, --qemu is the lab host's and no guest QEMU is chosen");
 });
 
 t.test('boot -- CMD ARG...: each argument reaches the shell as one argument, as a local exec', async (t) => {
@@ -141,7 +146,7 @@ t.test('the commands refuse bad flags in one line, exit 2, before building anyth
     [['boot', '--timeout', '-3', '--', 'true'], /Option '--timeout' argument is ambiguous\. \(see --help\)/],
     [['run', '--profile'], /Option '--profile <value>' argument missing \(see --help\)/],
     [['run', '--boot-timeout', '0'], /--boot-timeout takes a number of seconds .* not '0'/],
-    [['run', '--qemu', '/opt/q'], /--qemu only applies with --target/],
+    [['run', '--qemu', '/opt/q'], /--qemu \/opt\/q: no such file or directory/],
     [['prepare', '--arch', 'sparc'], /unknown architecture 'sparc'/],
   ] as const) {
     const r = await cli(...args);
