@@ -90,22 +90,9 @@ export interface GateResult {
   subset?: string;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Globs
-// ---------------------------------------------------------------------------------------------
-
-/** `*` = any run of characters (including `/`); everything else literal; anchored at both ends. */
-export function globToRegExp(glob: string): RegExp {
-  const body = glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
-  return new RegExp(`^${body}$`, 's');
-}
-
-const globCache = new Map<string, RegExp>();
-export function globMatch(glob: string, s: string): boolean {
-  let re = globCache.get(glob);
-  if (!re) globCache.set(glob, (re = globToRegExp(glob)));
-  return re.test(s);
-}
+// Globs: one definition for expectations and --case (base/glob.ts); re-exported for readers of the gate.
+export { globToRegExp, globMatch } from '../base/glob.js';
+import { globMatch } from '../base/glob.js';
 
 // ---------------------------------------------------------------------------------------------
 // Expectations file
