@@ -28,6 +28,7 @@
  *         "id": "migration/close-reopen/in-RESUMING",   // exact case id, or a glob with *
  *         "kernel": "7.2*",          // optional: glob on run.kernel.release
  *         "profile": "*",            // optional: glob on the result's profile
+ *         "qemu": "10.2*",           // optional: glob on the version of the QEMU the profile ran on
  *         "device": "mtty-2",        // optional: glob on the result's device.id
  *         "status": "fail",          // optional: "fail" or "error"; default: either
  *         "reason": "mtty keeps migration state across close (kernel bug)"   // required
@@ -37,7 +38,8 @@
  *
  * (The file is plain JSON: no comments.) Globs: `*` matches any run of characters, `/` included;
  * every other character matches itself; the whole string must match. An absent field matches
- * anything; a "kernel" pattern is matched against "" when the run recorded no kernel. Unknown keys
+ * anything; a "kernel" ("qemu") pattern is matched against "" when the run recorded no kernel (QEMU).
+A failure that is QEMU's, not the kernel's, is keyed by "qemu" so it never hides the kernel's. Unknown keys
  * are refused, so a misspelt field cannot silently widen an entry.
  */
 import { readFileSync } from 'node:fs';
@@ -49,6 +51,8 @@ export const EXPECTATIONS_SCHEMA = 1;
 export interface KnownFailure {
   id: string;
   kernel?: string;
+  /** glob on the version of the QEMU the result's profile ran on (run.profileQemu, else run.qemu) */
+  qemu?: string;
   profile?: string;
   device?: string;
   status?: 'fail' | 'error';
@@ -98,7 +102,7 @@ import { globMatch } from '../base/glob.js';
 // Expectations file
 // ---------------------------------------------------------------------------------------------
 
-const KNOWN_KEYS = new Set(['id', 'kernel', 'profile', 'device', 'status', 'reason']);
+const KNOWN_KEYS = new Set(['id', 'kernel', 'qemu', 'profile', 'device', 'status', 'reason']);
 
 function typeName(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
@@ -133,7 +137,7 @@ export function validateExpectations(obj: unknown, source = 'expectations'): Exp
     const id = str('id', true)!;
     const reason = str('reason', true)!;
     const out: KnownFailure = { id, reason };
-    for (const k of ['kernel', 'profile', 'device'] as const) {
+    for (const k of ['kernel', 'qemu', 'profile', 'device'] as const) {
       const v = str(k, false);
       if (v !== undefined) out[k] = v;
     }
@@ -180,11 +184,12 @@ function caseKey(r: CaseResult): string {
 }
 
 /** Index of the first expectation whose patterns match `r` (status not considered), or -1. */
-function matchRule(known: KnownFailure[], r: CaseResult, kernel: string, wantStatus?: Status): number {
+function matchRule(known: KnownFailure[], r: CaseResult, env: { kernel: string; qemu: (profile: string) => string }, wantStatus?: Status): number {
   return known.findIndex(
     (k) =>
       globMatch(k.id, r.id) &&
-      (k.kernel === undefined || globMatch(k.kernel, kernel)) &&
+      (k.kernel === undefined || globMatch(k.kernel, env.kernel)) &&
+      (k.qemu === undefined || globMatch(k.qemu, env.qemu(r.profile))) &&
       (k.profile === undefined || globMatch(k.profile, r.profile)) &&
       (k.device === undefined || globMatch(k.device, r.device.id)) &&
       (wantStatus === undefined || (k.status === undefined ? FAILING.has(wantStatus) : k.status === wantStatus)),
@@ -196,7 +201,10 @@ function describe(i: GateItem): string {
 }
 
 export function gate(current: RunResults, opts: { baseline?: RunResults; expectations?: Expectations } = {}): GateResult {
-  const kernel = current.run.kernel?.release ?? '';
+  const env = {
+    kernel: current.run.kernel?.release ?? '',
+    qemu: (profile: string) => current.run.profileQemu?.[profile]?.version ?? current.run.qemu?.version ?? '',
+  };
   const known = opts.expectations?.known ?? [];
   const baseline = new Map<string, Set<Status>>();
   if (opts.baseline) {
@@ -236,7 +244,7 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
     const bs = baselineStatus(r);
     if (bs !== undefined) item.baselineStatus = bs;
     if (FAILING.has(r.status)) {
-      const rule = matchRule(known, r, kernel, r.status);
+      const rule = matchRule(known, r, env, r.status);
       if (rule >= 0) {
         knownFailures.push({ ...item, known: { source: 'expectations', index: rule, reason: known[rule]!.reason } });
       } else if (bs === r.status) {
@@ -245,7 +253,7 @@ export function gate(current: RunResults, opts: { baseline?: RunResults; expecta
         regressions.push(item);
       }
     } else if (PASSING.has(r.status)) {
-      const rule = matchRule(known, r, kernel);
+      const rule = matchRule(known, r, env);
       if (rule >= 0) unexpectedPasses.push({ ...item, known: { source: 'expectations', index: rule, reason: known[rule]!.reason } });
     } else if (r.status === 'blocked') {
       if (blockerDidNotPass(r)) blocked.push(item);

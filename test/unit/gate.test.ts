@@ -118,6 +118,17 @@ t.test('exit 1: a known failure whose kernel glob does not match', async (t) => 
   t.equal(narrow({ id: 'migration/close-reopen', reason: 'x' }), 1, 'exact id must be the whole id');
 });
 
+t.test('a QEMU failure is keyed by the QEMU the profile ran on, never hiding the kernel on another QEMU', async (t) => {
+  const exp = expectations([{ id: 'dma/edu/read-only-mapping', qemu: '10.2*', reason: 'QEMU 10.2 reports no fault' }]);
+  const ro = r('dma/edu/read-only-mapping', 'fail');
+  const qemu = (version: string) => ({ version, binary: '/q', origin: 'built' as const });
+  t.equal(gate(run([ro], { qemu: qemu('10.2.2') }), { expectations: exp }).exitCode, 0, "the run's QEMU matches");
+  t.equal(gate(run([ro], { qemu: qemu('7.2.22') }), { expectations: exp }).exitCode, 1, 'another QEMU: a regression');
+  t.equal(gate(run([ro], { qemu: qemu('7.2.22'), profileQemu: { 'q35-vtd': qemu('10.2.2') } }), { expectations: exp }).exitCode, 0, "the profile's own QEMU counts");
+  t.equal(gate(run([ro]), { expectations: exp }).exitCode, 1, 'no QEMU recorded: a qemu pattern matches ""');
+  t.throws(() => expectations([{ id: 'x', qemu: 7 as unknown as string, reason: 'r' }]), /known\[0\]\.qemu: expected a string/);
+});
+
 t.test('unexpected passes are listed, exit code unchanged', async (t) => {
   const exp = expectations([{ id: CLOSE, reason: 'kernel bug' }]);
   const g = gate(run([...clean(), r(CLOSE, 'pass')]), { expectations: exp });
