@@ -124,6 +124,8 @@ export const RunInfoShape = object({
   shard: optional(ShardInfoShape),
   /** shards joined by `merge` */
   merged: optional(object({ shards: num({ min: 1 }), planHash: str(), from: arrayOf(str()), missing: arrayOf(num({ min: 1 })) })),
+  /** every guest booted: QEMU start to the first SSH command, per profile (replacements included) */
+  boots: optional(arrayOf(object({ profile: str(), ms: num({ min: 0 }) }))),
 }, { open: true });
 export type RunInfo = Infer<typeof RunInfoShape>;
 
