@@ -50,7 +50,7 @@ export interface SetupResult<S> {
 
 /**
  * What a suite needs of the guest beyond the standard one. The harness honours it when it boots
- * the guest (cli/run.ts); the suite itself never starts a machine.
+ * the guest (runner/suite-machine.ts); the suite itself never starts a machine.
  */
 export interface SuiteMachine {
   /** a second image served to the guest over virtio-9p (images/rootfs): 'debian-qemu' holds a QEMU >= 8.0 */
