@@ -48,7 +48,7 @@ export function factsLine(res: RunResults): string {
   const took = run.endedAt ? Date.parse(run.endedAt) - Date.parse(run.startedAt) : NaN;
   const parts = [
     `kernel <b>${esc(k?.release ?? 'not recorded')}</b>${k ? ` (${esc(k.arch)}, ${esc(k.sourceId)}, config ${esc(k.configHash.slice(0, 12))})` : ''}`,
-    `QEMU <b>${esc(run.qemu?.version ?? 'not recorded')}</b>`,
+    `QEMU <b>${esc(run.qemu?.version ?? 'not recorded')}</b>${run.qemu?.origin === 'built' ? ' (ours)' : ''}${qemuOthers(run)}`,
     `<b>${esc(run.accel?.toUpperCase() ?? 'accel not recorded')}</b>`,
     `${esc(run.target.kind === 'ssh' ? `lab host ${run.target.address ?? ''}` : 'QEMU guests')}`,
     `<b>${esc(plural(res.results.length, 'result'))}</b> in ${Number.isFinite(took) ? esc(duration(took)) : 'an unrecorded time'}`,
@@ -90,4 +90,14 @@ export function matrix(res: RunResults, v: ReportVerdict | undefined): string {
   const body = suites.map((s) => `<tr data-suite="${esc(s)}"><th scope="row"><a href="#${anchor('suite', s)}">${esc(s)}</a></th>` +
     `${profiles.map((p) => cell(at(s, p), s, p)).join('')}${cell(at(s, ''), s, undefined)}</tr>`).join('');
   return `<table class="matrix" id="matrix" aria-label="results per suite and profile">${head}<tbody>${body}</tbody></table>`;
+}
+
+/**
+ * Profiles that ran on another QEMU than the run's (ours, for hardware only our patches emulate):
+ * named in the facts line, so an emulated capability is never taken for the host QEMU's.
+ */
+function qemuOthers(run: RunResults['run']): string {
+  const other = Object.entries(run.profileQemu ?? {});
+  if (other.length === 0) return '';
+  return ` (${other.map(([p, q]) => `${esc(p)} on ${q.origin === 'built' ? 'our ' : ''}QEMU ${esc(q.version)}${q.series?.patches.length ? ` + ${esc(q.series.patches.join(', '))}` : ''}`).join('; ')})`;
 }
