@@ -7,7 +7,7 @@ import type { QemuCaps } from './probe.js';
  */
 export interface QemuOption {
   type: string;
-  props?: (string | readonly string[])[];
+  props?: (string | readonly string[] | { ifKnown: string })[];
 }
 
 export type Rendered = { ok: true; value: string } | { ok: false; why: string };
@@ -26,6 +26,12 @@ export function renderOption(kind: 'machine' | 'device', o: QemuOption, caps: Qe
   const props = caps.props[`${kind}:${o.type}`] ?? [];
   const parts = [o.type];
   for (const p of o.props ?? []) {
+    // A property only newer QEMUs have, whose older behaviour is what it turns on (amd-iommu's
+    // dma-remap): set where the binary lists it, left out where it does not exist.
+    if (typeof p === 'object' && 'ifKnown' in p) {
+      if (props.includes(nameOf(p.ifKnown))) parts.push(p.ifKnown);
+      continue;
+    }
     const alternatives = typeof p === 'string' ? [p] : p;
     const chosen = alternatives.find((a) => props.includes(nameOf(a)) || UNLISTED.has(`${kind}:${nameOf(a)}`));
     if (!chosen) {
@@ -38,7 +44,7 @@ export function renderOption(kind: 'machine' | 'device', o: QemuOption, caps: Qe
 
 /** The value as the newest QEMU spells it: for listings and messages, where no binary is at hand. */
 export function describeOption(o: QemuOption): string {
-  return [o.type, ...(o.props ?? []).map((p) => (typeof p === 'string' ? p : p[0]!))].join(',');
+  return [o.type, ...(o.props ?? []).map((p) => (typeof p === 'string' ? p : 'ifKnown' in p ? p.ifKnown : p[0]!))].join(',');
 }
 
 /** Every machine and device type a set of options names, to probe the binary for exactly those. */

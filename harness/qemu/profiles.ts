@@ -94,7 +94,9 @@ export const PROFILES: Profile[] = [
     arch: 'x86_64',
     description: 'AMD-Vi with interrupt remapping',
     machine: Q35_SPLIT,
-    iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on'] }],
+    // QEMU 10.1 added dma-remap (default off): without it AMD-Vi leaves every device in passthrough
+    // and the kernel's DMA mappings are never applied. Older QEMUs always translated.
+    iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on', { ifKnown: 'dma-remap=on' }] }],
     cmdline: [],
     expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
     vfioPci: true,

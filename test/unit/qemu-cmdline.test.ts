@@ -113,7 +113,10 @@ t.test('one profile, two spellings: option names follow what the binary lists', 
   // QEMU 11.1.3 as Debian's unstable suite ships it (help texts captured from the real binary).
   const neu = resolveProfile(p, fixtureQemu('11.1.3-x86_64').caps);
   t.ok(neu.ok && /,scalable-mode=on,pasid-bits=8$/.test(neu.iommuDevices[0]!), 'QEMU 11.1 gets the new names');
-  for (const name of ['none', 'intel-iommu', 'amd-iommu', 'virtio-iommu']) {
+  const amd = (c: typeof caps) => { const r = resolveProfile(getProfile('amd-iommu'), c); return r.ok ? r.iommuDevices[0] : r.why; };
+  t.equal(amd(caps), 'amd-iommu,intremap=on', 'QEMU 7.2 has no dma-remap (it always translated): left out');
+  t.equal(amd(fixtureQemu('11.1.3-x86_64').caps), 'amd-iommu,intremap=on,dma-remap=on', 'QEMU >= 10.1 leaves AMD-Vi in passthrough without dma-remap: turned on');
+  for (const name of ['none', 'intel-iommu', 'virtio-iommu']) {
     t.same(resolveProfile(getProfile(name), fixtureQemu('11.1.3-x86_64').caps), resolveProfile(getProfile(name), caps), `${name}: spelt the same on 7.2 and 11.1`);
   }
   const none = { ...caps, props: { ...caps.props, 'device:intel-iommu': ['intremap', 'caching-mode'] } };
