@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Arch } from '../arch.js';
 import { HarnessError } from '../../base/errors.js';
-import { probeQemu, type QemuCaps } from './probe.js';
+import { locate, probeQemu, type QemuCaps } from './probe.js';
 import { profileTypes, type Profile } from './profiles.js';
 
 /**
@@ -47,18 +47,17 @@ export const SYSTEM_FIRMWARE = ['/usr/share/seabios', '/usr/share/qemu'];
  * device types those profiles name. A missing binary is a one-line error naming it.
  */
 export async function openQemu(o: { origin: QemuOrigin; binary: string; arch: Arch; profiles: Profile[]; build?: QemuBuildId }): Promise<QemuBinary> {
-  const caps = await probeQemu(o.binary, profileTypes(o.profiles)).catch((e: unknown) => {
+  const path = await locate(o.binary).catch((e: unknown) => {
     if (e instanceof HarnessError && o.origin === 'system') {
       throw new HarnessError(`${e.message}: install QEMU (Debian: qemu-system-${o.arch.name === 'x86_64' ? 'x86' : 'arm'}) or use --qemu built`);
     }
     throw e;
   });
-  const { locate } = await import('./probe.js');
   return {
     origin: o.origin,
     arch: o.arch.name,
-    path: await locate(o.binary),
-    caps,
+    path,
+    caps: await probeQemu(path, profileTypes(o.profiles)),
     firmwareDirs: o.origin === 'system' ? [] : SYSTEM_FIRMWARE.filter((d) => existsSync(d)),
     build: o.build,
   };

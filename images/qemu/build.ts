@@ -8,6 +8,7 @@ import { buildQtests, readQtests, type QtestSpec } from './qtests.js';
 import { HarnessError } from '../../base/errors.js';
 import { cachePath, cacheRoot, repoPath } from '../../base/paths.js';
 import { hashParts } from '../../base/hash.js';
+import { readCacheMeta } from '../../harness/kernel/cache-meta.js';
 import { runLogged, which } from '../../base/proc.js';
 import { Progress } from '../../base/progress.js';
 
@@ -71,23 +72,14 @@ function metaPath(dir: string): string {
   return join(dir, 'build.json');
 }
 
-/** A recorded build whose binaries still exist; a record that cannot be read is said, not silently rebuilt. */
-function loadMeta(dir: string): QemuBuild | undefined {
-  const p = metaPath(dir);
-  if (!existsSync(p)) return undefined;
-  let m: QemuBuild;
-  try {
-    m = JSON.parse(readFileSync(p, 'utf8')) as QemuBuild;
-  } catch (e) {
-    process.stderr.write(`qemu build: cache record ${p} is unreadable (${(e as Error).message}); building again\n`);
-    return undefined;
-  }
-  const missing = Object.values(m.binaries ?? {}).filter((b) => !existsSync(b));
-  if (!m.binaries || missing.length) {
-    process.stderr.write(`qemu build: cached binaries missing (${missing.join(', ') || 'no binaries recorded'}); building again\n`);
-    return undefined;
-  }
-  return { ...m, cached: true };
+/** A recorded build whose binaries still exist; one that cannot be used is said (readCacheMeta), not silently rebuilt. */
+function loadMeta(dir: string, then: string, say?: (line: string) => void): QemuBuild | undefined {
+  const m = readCacheMeta<QemuBuild>(metaPath(dir), 'qemu build', (b) => {
+    if (!b.binaries || typeof b.binaries !== 'object') return 'no binaries recorded';
+    const missing = Object.values(b.binaries).filter((x) => !existsSync(x));
+    return missing.length ? `binaries missing: ${missing.join(', ')}` : undefined;
+  }, then, say);
+  return m && { ...m, cached: true };
 }
 
 async function checkTools(): Promise<void> {
@@ -193,7 +185,7 @@ export async function buildQemu(o: QemuBuildOptions = {}): Promise<QemuBuild> {
   const dir = src.mutable ? cachePath('qemu-trees', src.id) : cachePath('qemu', `${src.id}-${key}`);
   const qtests = src.mutable ? [] : readQtests();
   if (!src.mutable && !o.force) {
-    const hit = loadMeta(dir);
+    const hit = loadMeta(dir, 'building it again');
     // a qtest listed since this build was made is built into it (ninja: the rest is up to date)
     if (hit && qtests.every((q) => existsSync(hit.qtests?.[q.name] ?? ''))) return hit;
   }
@@ -247,12 +239,8 @@ export function listQemuBuilds(): QemuBuild[] {
     const root = cachePath(sub);
     if (!existsSync(root)) continue;
     for (const d of readdirSync(root)) {
-      const p = metaPath(join(root, d));
-      if (!existsSync(p)) continue;
-      try {
-        const b = JSON.parse(readFileSync(p, 'utf8')) as QemuBuild;
-        if (Object.values(b.binaries ?? {}).every((x) => existsSync(x))) out.push({ ...b, cached: true });
-      } catch { /* an unreadable record is not a build */ }
+      const b = loadMeta(join(root, d), 'not listed');
+      if (b) out.push(b);
     }
   }
   return out.sort((x, y) => (y.builtAt ?? '').localeCompare(x.builtAt ?? ''));
