@@ -12,6 +12,7 @@ import { verdictOf } from '../../reports/write.js';
 import { gate } from '../../reports/gate.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, STATUSES, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
+import { runInfo } from '../helpers/results.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -77,20 +78,12 @@ function fixture(): RunResults {
   results.push(result('dirty/type1/bitmap-4k', 'q35-vtd', { device: { ...mtty, id: 'mtty-1' }, status: 'fail', reason: 'bitmap missed 3 dirty pages' }));
   return validateResults({
     schema: SCHEMA_VERSION,
-    run: {
-      tool: { name: 'vfio-conformance', version: '0.1.0' },
+    run: runInfo({
       startedAt: '2025-05-01T10:00:00.000Z',
       endedAt: '2025-05-01T10:20:00.000Z',
-      complete: true,
-      host: { hostname: 'ci-1', arch: 'x86_64', cpus: 2 },
-      qemu: { version: '9.2.0', binary: '/usr/bin/qemu-system-x86_64' },
-      accel: 'tcg',
-      kernel: { release: '6.12.9', sourceId: 'debian:linux-source-6.12', configHash: 'c0ffee', arch: 'x86_64' },
-      profiles: ['q35-vtd', 'virt-smmuv3'],
       suites: ['migration', 'dirty', 'pasid'],
-      target: { kind: 'qemu' },
       errors: [{ profile: 'virt-smmuv3', message: 'guest did not answer SSH within 300 s <timeout>', log: 'runs/x/virt-smmuv3/console.log' }],
-    },
+    }),
     results,
   });
 }
