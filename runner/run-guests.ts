@@ -75,7 +75,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
         if (guest.timing.sshMs !== undefined) rec.writer.updateRun({ boots: [...(rec.writer.run.boots ?? []), { profile: profile.name, ms: guest.timing.sshMs }] });
         return guest;
       },
-    }, cellSuites, outDir, rec.hooks(profile.name, withModules), repro);
+    }, cellSuites, outDir, rec.hooks(profile.name, withModules), { ...repro, qemu: qemuInfo(qemu) });
     const n = rec.writer.results.filter((r) => r.profile === profile.name).length;
     ev.progress(`${profile.name}: ${n} results in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
