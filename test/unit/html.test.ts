@@ -8,6 +8,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { repoPath } from '../../base/paths.js';
 import { esc, jsonForScript, renderHtml, writeHtml } from '../../reports/html.js';
 import { sampleRun, SAMPLE_EXPECTATIONS } from '../../bench/sample-run.js';
+import { factsLine } from '../../reports/html/headline.js';
 import { verdictOf } from '../../reports/write.js';
 import { gate } from '../../reports/gate.js';
 import { validateResults } from '../../base/results/file.js';
@@ -359,4 +360,14 @@ t.test('FSM arc coverage: which arcs the real client walked, read from the recor
   const html = renderHtml(res);
   t.match(html, /<section id="arc-coverage">/);
   t.match(html, /the real QEMU client walked 3, 1 only by the direct-ioctl suite/);
+});
+
+t.test('the facts line names the QEMU of a profile on ours, and only the patches behind its hardware', async (t) => {
+  const res = sampleRun();
+  const built = { origin: 'built' as const, version: '10.2.2', binary: '/c/q/qemu-system-x86_64', series: { hash: 'abc', patches: ['0001-vtd.patch', '0002-amd.patch'] } };
+  const line = (run: Partial<RunResults['run']>) => factsLine({ ...res, run: { ...res.run, ...run } });
+  t.match(line({ profileQemu: { 'intel-iommu-dirty': built } }), /intel-iommu-dirty on our QEMU 10\.2\.2 \+ 0001-vtd\.patch, 0002-amd\.patch/, 'without a record: the whole series');
+  const named = line({ profileQemu: { 'intel-iommu-dirty': built }, profileEmulation: { 'intel-iommu-dirty': ['0001-vtd.patch'] } });
+  t.match(named, /intel-iommu-dirty on our QEMU 10\.2\.2 \+ 0001-vtd\.patch\)/);
+  t.notMatch(named, /0002-amd/, 'a patch the profile did not use is not named');
 });
