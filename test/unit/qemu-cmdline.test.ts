@@ -148,7 +148,7 @@ t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-
   t.equal(p.arch, 'arm64');
   const arm = { ...base, arch: ARCHES.arm64, qemu: fixtureQemu('10.2.2-built-aarch64', 'built'), kernel: '/k/Image' };
   const a = qemuArgs({ ...arm, profile: p, accel: 'tcg' });
-  t.equal(opt(a, '-machine')[0], 'virt,gic-version=3', 'no machine SMMU: QEMU 10.2 makes iommu=smmuv3 nested, and x-httu is stage 1 only');
+  t.equal(opt(a, '-machine')[0], 'virt,gic-version=3', 'no machine SMMU: QEMU 10.2 makes iommu=smmuv3 nested, which x-httu refuses');
   t.equal(opt(a, '-device')[0], 'arm-smmuv3,primary-bus=pcie.0,x-httu=on');
   t.same(resolveProfile(p, fixtureQemu('7.2.22-aarch64').caps), { ok: false, why: "QEMU 7.2.22 has no device 'arm-smmuv3'" }, 'the host QEMU cannot express it');
   const unpatched = fixtureQemu('10.2.2-built-aarch64').caps;
