@@ -5,6 +5,8 @@ import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
 import { describeOption } from '../../harness/qemu/options.js';
+import { readSeries } from '../../images/qemu/series.js';
+import { repoPath } from '../../base/paths.js';
 
 const qemu = fixtureQemu('7.2.22-x86_64');
 const base = { arch: ARCHES.x86_64, qemu, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
@@ -154,4 +156,15 @@ t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-
   const unpatched = fixtureQemu('10.2.2-built-aarch64').caps;
   const props = { ...unpatched.props, 'device:arm-smmuv3': unpatched.props['device:arm-smmuv3']!.filter((x) => x !== 'x-httu') };
   t.same(resolveProfile(p, { ...unpatched, props }), { ok: false, why: "QEMU 10.2.2's arm-smmuv3 has no property x-httu" }, 'a 10.2 without our series cannot either');
+});
+
+t.test('a profile names the patches behind its hardware, and they are in our series', async (t) => {
+  const series = readSeries(repoPath('images', 'qemu', 'patches')).patches;
+  const emulated = PROFILES.filter((p) => p.emulatedBy);
+  t.ok(emulated.length >= 1, 'at least the VT-d dirty-tracking profile');
+  for (const p of emulated) {
+    t.equal(p.qemu, 'built', `${p.name}: hardware only our QEMU emulates runs on our QEMU`);
+    for (const patch of p.emulatedBy!) t.ok(series.includes(patch), `${p.name}: ${patch} is in images/qemu/patches/series`);
+  }
+  for (const p of PROFILES.filter((x) => x.qemu === 'built')) t.ok(p.emulatedBy?.length, `${p.name} runs on our QEMU and names why`);
 });
