@@ -133,6 +133,22 @@ export const PROFILES: Profile[] = [
     devices: [EDU],
   },
   {
+    name: 'smmuv3-dirty',
+    arch: 'arm64',
+    description: 'arm64 virt with an SMMUv3 that updates the stage 1 Access flag and dirty state (IDR0.HTTU, CD.HA/HD, DBM): dirty tracking, emulated by our QEMU',
+    // x-httu: images/qemu/patches/0003-hw-arm-smmuv3-httu.patch. It refuses stage=nested, which QEMU 10.2
+    // gives the board's iommu=smmuv3: so a user-created SMMUv3 (stage 1 by default, what Linux's dirty
+    // tracking uses).
+    machine: { type: 'virt', props: ['gic-version=3'] },
+    iommuDevices: [{ type: 'arm-smmuv3', props: ['primary-bus=pcie.0', 'x-httu=on'] }],
+    cmdline: [],
+    expect: { sysClassIommu: /^smmu3\./, dmesg: /arm-smmu-v3/ },
+    vfioPci: true,
+    devices: [EDU],
+    qemu: 'built',
+    emulatedBy: ['0003-hw-arm-smmuv3-httu.patch'],
+  },
+  {
     name: 'arm64-none',
     arch: 'arm64',
     description: 'arm64 virt with GICv3, no IOMMU: only the iommufd selftest mock and mdev devices',

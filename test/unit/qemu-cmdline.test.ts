@@ -89,7 +89,8 @@ t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, n
 t.test('every profile carries the edu DMA device after the network card', async (t) => {
   for (const p of PROFILES) {
     const arch = ARCHES[p.arch];
-    const devices = opt(qemuArgs({ ...base, arch, qemu: p.arch === 'arm64' ? fixtureQemu('7.2.22-aarch64') : qemuFor(p), profile: p, accel: 'tcg' }), '-device');
+    const armQemu = p.qemu === 'built' ? fixtureQemu('10.2.2-built-aarch64', 'built') : fixtureQemu('7.2.22-aarch64');
+    const devices = opt(qemuArgs({ ...base, arch, qemu: p.arch === 'arm64' ? armQemu : qemuFor(p), profile: p, accel: 'tcg' }), '-device');
     const net = devices.findIndex((d) => d.startsWith('virtio-net-pci'));
     const edu = devices.indexOf('edu');
     t.ok(edu > net && net >= 0, `${p.name}: edu after the network card`);
@@ -141,6 +142,20 @@ t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching 
   t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-httu, on our QEMU only', async (t) => {
+  const p = getProfile('smmuv3-dirty');
+  t.equal(p.qemu, 'built');
+  t.equal(p.arch, 'arm64');
+  const arm = { ...base, arch: ARCHES.arm64, qemu: fixtureQemu('10.2.2-built-aarch64', 'built'), kernel: '/k/Image' };
+  const a = qemuArgs({ ...arm, profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-machine')[0], 'virt,gic-version=3', 'no machine SMMU: QEMU 10.2 makes iommu=smmuv3 nested, which x-httu refuses');
+  t.equal(opt(a, '-device')[0], 'arm-smmuv3,primary-bus=pcie.0,x-httu=on');
+  t.same(resolveProfile(p, fixtureQemu('7.2.22-aarch64').caps), { ok: false, why: "QEMU 7.2.22 has no device 'arm-smmuv3'" }, 'the host QEMU cannot express it');
+  const unpatched = fixtureQemu('10.2.2-built-aarch64').caps;
+  const props = { ...unpatched.props, 'device:arm-smmuv3': unpatched.props['device:arm-smmuv3']!.filter((x) => x !== 'x-httu') };
+  t.same(resolveProfile(p, { ...unpatched, props }), { ok: false, why: "QEMU 10.2.2's arm-smmuv3 has no property x-httu" }, 'a 10.2 without our series cannot either');
 });
 
 t.test('a profile names the patches behind its hardware, and they are in our series', async (t) => {
