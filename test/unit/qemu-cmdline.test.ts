@@ -1,6 +1,6 @@
 import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
-import { PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
+import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
@@ -13,10 +13,15 @@ function opt(args: string[], name: string): string[] {
   return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
 }
 
-/** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
+/** The 7.2 fixture with what our patch series adds (and QEMU 10.1's dma-remap): what a built QEMU lists. */
 function builtQemu(): typeof qemu {
   const caps = qemu.caps;
-  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'] } } };
+  const props = {
+    ...caps.props,
+    'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'],
+    'device:amd-iommu': [...caps.props['device:amd-iommu']!, 'dma-remap', 'x-hd'],
+  };
+  return { ...qemu, origin: 'built', caps: { ...caps, props } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -139,4 +144,13 @@ t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching 
   t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the dirty-tracking AMD-Vi profile: dma-remap and x-hd, on our QEMU only', async (t) => {
+  const p = getProfile('amd-iommu-dirty');
+  t.equal(p.qemu, 'built');
+  t.ok(DEFAULT_PROFILES.includes(p.name), 'in the default matrix');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'amd-iommu,intremap=on,dma-remap=on,x-hd=on');
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's amd-iommu has no property dma-remap" }, 'an unpatched QEMU cannot express it');
 });
