@@ -32,6 +32,11 @@ export interface Profile {
    * QEMU emulates (images/qemu/patches); the host's QEMU otherwise.
    */
   qemu?: 'built';
+  /**
+   * The patches of our series (images/qemu/patches/NAME) whose emulated hardware this profile uses:
+   * recorded with its results, so an emulated capability is never taken for hardware or for stock QEMU.
+   */
+  emulatedBy?: string[];
 }
 
 /** QEMU's educational PCI device (1234:11e8): a DMA engine the suites drive through vfio-pci. */
@@ -88,6 +93,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU],
     qemu: 'built',
+    emulatedBy: ['0001-intel_iommu-second-stage-accessed-dirty.patch'],
   },
   {
     name: 'amd-iommu',
@@ -115,6 +121,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU],
     qemu: 'built',
+    emulatedBy: ['0002-amd_iommu-host-access-dirty.patch'],
   },
   {
     name: 'virtio-iommu',

@@ -5,6 +5,8 @@ import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
 import { describeOption } from '../../harness/qemu/options.js';
+import { readSeries } from '../../images/qemu/series.js';
+import { repoPath } from '../../base/paths.js';
 
 const qemu = fixtureQemu('7.2.22-x86_64');
 const base = { arch: ARCHES.x86_64, qemu, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
@@ -153,4 +155,15 @@ t.test('the dirty-tracking AMD-Vi profile: dma-remap and x-hd, on our QEMU only'
   const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
   t.equal(opt(a, '-device')[0], 'amd-iommu,intremap=on,dma-remap=on,x-hd=on');
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's amd-iommu has no property dma-remap" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('a profile names the patches behind its hardware, and they are in our series', async (t) => {
+  const series = readSeries(repoPath('images', 'qemu', 'patches')).patches;
+  const emulated = PROFILES.filter((p) => p.emulatedBy);
+  t.ok(emulated.length >= 1, 'at least the VT-d dirty-tracking profile');
+  for (const p of emulated) {
+    t.equal(p.qemu, 'built', `${p.name}: hardware only our QEMU emulates runs on our QEMU`);
+    for (const patch of p.emulatedBy!) t.ok(series.includes(patch), `${p.name}: ${patch} is in images/qemu/patches/series`);
+  }
+  for (const p of PROFILES.filter((x) => x.qemu === 'built')) t.ok(p.emulatedBy?.length, `${p.name} runs on our QEMU and names why`);
 });
