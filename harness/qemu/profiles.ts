@@ -109,6 +109,21 @@ export const PROFILES: Profile[] = [
     devices: [EDU],
   },
   {
+    name: 'amd-iommu-dirty',
+    arch: 'x86_64',
+    description: 'AMD-Vi with host Access/Dirty updates (EFR HASup/HDSup, DTE HAD): dirty tracking, emulated by our QEMU',
+    machine: Q35_SPLIT,
+    // x-hd: images/qemu/patches/0002-amd_iommu-host-access-dirty.patch. QEMU refuses it without
+    // dma-remap=on (no translation, so no walk to set Accessed and Dirty).
+    iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on', 'dma-remap=on', 'x-hd=on'] }],
+    cmdline: [],
+    expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
+    vfioPci: true,
+    devices: [EDU],
+    qemu: 'built',
+    emulatedBy: ['0002-amd_iommu-host-access-dirty.patch'],
+  },
+  {
     name: 'virtio-iommu',
     arch: 'x86_64',
     description: 'virtio-iommu (no interrupt remapping: VFIO needs allow_unsafe_interrupts)',

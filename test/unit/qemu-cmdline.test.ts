@@ -1,6 +1,6 @@
 import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
-import { PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
+import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
@@ -15,10 +15,15 @@ function opt(args: string[], name: string): string[] {
   return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
 }
 
-/** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
+/** The 7.2 fixture with what our patch series adds (and QEMU 10.1's dma-remap): what a built QEMU lists. */
 function builtQemu(): typeof qemu {
   const caps = qemu.caps;
-  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'] } } };
+  const props = {
+    ...caps.props,
+    'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'],
+    'device:amd-iommu': [...caps.props['device:amd-iommu']!, 'dma-remap', 'x-hd'],
+  };
+  return { ...qemu, origin: 'built', caps: { ...caps, props } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -156,6 +161,15 @@ t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-
   const unpatched = fixtureQemu('10.2.2-built-aarch64').caps;
   const props = { ...unpatched.props, 'device:arm-smmuv3': unpatched.props['device:arm-smmuv3']!.filter((x) => x !== 'x-httu') };
   t.same(resolveProfile(p, { ...unpatched, props }), { ok: false, why: "QEMU 10.2.2's arm-smmuv3 has no property x-httu" }, 'a 10.2 without our series cannot either');
+});
+
+t.test('the dirty-tracking AMD-Vi profile: dma-remap and x-hd, on our QEMU only', async (t) => {
+  const p = getProfile('amd-iommu-dirty');
+  t.equal(p.qemu, 'built');
+  t.ok(DEFAULT_PROFILES.includes(p.name), 'in the default matrix');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'amd-iommu,intremap=on,dma-remap=on,x-hd=on');
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's amd-iommu has no property dma-remap" }, 'an unpatched QEMU cannot express it');
 });
 
 t.test('a profile names the patches behind its hardware, and they are in our series', async (t) => {
