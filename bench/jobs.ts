@@ -1,5 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { repoPath } from '../base/paths.js';
@@ -7,7 +7,7 @@ import { repoPath } from '../base/paths.js';
 /** The cells both runs do: four profiles so that two guests at once have work to share. */
 export const JOBS_CELLS = {
   profiles: ['none', 'intel-iommu', 'amd-iommu', 'virtio-iommu'],
-  suites: ['migration', 'dma', 'pasid'],
+  suites: ['migration', 'dma'],
 };
 
 export interface JobsFigure {
@@ -17,6 +17,8 @@ export interface JobsFigure {
   jobs: number;
   ratio: number;
   results: number;
+  /** the host's 1-minute load average before each run: other work on the host skews the ratio */
+  loadBefore: { serial: number; parallel: number };
   /** ids whose status differs between the runs (a parallel run must give the serial run's results) */
   differences: string[];
 }
@@ -45,7 +47,9 @@ async function timedRun(dir: string, jobs: number): Promise<number> {
 export async function jobsFigure(jobs = 2): Promise<JobsFigure> {
   const root = mkdtempSync(join(tmpdir(), 'vfioc-bench-jobs-'));
   try {
+    const loadBefore = { serial: loadavg()[0]!, parallel: 0 };
     const serialSeconds = await timedRun(join(root, 'serial'), 1);
+    loadBefore.parallel = loadavg()[0]!;
     const parallelSeconds = await timedRun(join(root, 'parallel'), jobs);
     const a = outcomes(join(root, 'serial'));
     const b = outcomes(join(root, 'parallel'));
@@ -54,7 +58,7 @@ export async function jobsFigure(jobs = 2): Promise<JobsFigure> {
       .map((k) => `${k}: ${a.get(k) ?? 'absent'} serially, ${b.get(k) ?? 'absent'} with --jobs ${jobs}`);
     const r2 = (x: number) => Math.round(x * 100) / 100;
     return {
-      cells: JOBS_CELLS, jobs, results: a.size, differences,
+      cells: JOBS_CELLS, jobs, results: a.size, differences, loadBefore,
       serialSeconds: r2(serialSeconds), parallelSeconds: r2(parallelSeconds), ratio: r2(parallelSeconds / serialSeconds),
     };
   } finally {

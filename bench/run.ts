@@ -79,9 +79,9 @@ async function main(): Promise<void> {
   if (values['jobs-compare'] || values['jobs-only']) {
     const j = await jobsFigure(2);
     out.jobs = j;
-    rows.push([`run --jobs 1, ${j.results} results (${JOBS_CELLS.profiles.length} profiles)`, `${j.serialSeconds} s`, '']);
+    rows.push([`run --jobs 1, ${j.results} results (${JOBS_CELLS.profiles.length} profiles)`, `${j.serialSeconds} s`, `load before: ${j.loadBefore.serial.toFixed(1)}`]);
     rows.push([`run --jobs ${j.jobs}, the same cells`, `${j.parallelSeconds} s`,
-      `${j.ratio}x of serial (target <= 0.6x); ${j.differences.length ? `${j.differences.length} statuses differ: ${j.differences.slice(0, 3).join('; ')}` : 'every status the same'}`]);
+      `${j.ratio}x of serial (target <= 0.6x; load before: ${j.loadBefore.parallel.toFixed(1)}); ${j.differences.length ? `${j.differences.length} statuses differ: ${j.differences.slice(0, 3).join('; ')}` : 'every status the same'}`]);
     if (values['jobs-only']) return finish(out, rows);
   }
 

@@ -125,8 +125,8 @@ export const SCALE_HELP = `Subsets, shards, bundles (see 'vfio-conformance list'
   --plan HASH|FILE   refuse to run unless the plan is this one (its hash, or 'plan --json' output)
   --timings RUN      a previous run whose durations balance the shards (give every shard the same)
   --prepared DIR     boot from a bundle written by 'prepare --out DIR': build nothing
-  --jobs N|auto      up to N guests (profiles) at once; auto: what the host's cores and memory
-                     allow (default 1: the guests of a run one after the other)`;
+  --jobs N|auto      up to N guests (profiles) at once (default auto: one per core, as many as
+                     the free memory holds; --jobs 1: one after the other). Same results either way.`;
 
 export interface ScaleValues {
   case?: string[];

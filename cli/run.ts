@@ -17,11 +17,13 @@ import { SCALE_HELP, SCALE_OPTIONS, scopeOptions } from './plan.js';
 import { defaultJobs, parseJobs } from '../runner/pool.js';
 import { cpus, freemem } from 'node:os';
 
-/** --jobs N, or 'auto' for what the host's cores and memory allow; 1 when not given. */
-function jobsOption(v: string | undefined): number {
-  if (v === undefined) return 1;
-  if (v !== 'auto') return parseJobs(v);
-  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 }).jobs;
+/**
+ * --jobs N, or 'auto' (the default) for what the host's cores and memory allow: guests in parallel
+ * give the same results as one after the other (bench --jobs-compare checks it) in less time.
+ */
+function jobsOption(v: string | undefined): { jobs: number; why: string } {
+  if (v !== undefined && v !== 'auto') return { jobs: parseJobs(v), why: '--jobs' };
+  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 });
 }
 
 const HELP = `vfio-conformance run [options]
@@ -98,7 +100,7 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     arch: v.arch,
     scope: scopeOptions(v),
     ...(v.prepared ? { prepared: v.prepared } : {}),
-    jobs: jobsOption(v.jobs),
+    ...((j) => ({ jobs: j.jobs, jobsWhy: j.why }))(jobsOption(v.jobs)),
     lab: v.target ? {
       address: v.target, devices: v.device ?? [], identity: v.identity, knownHosts: v['known-hosts'],
       acceptNewHostKey: v['accept-new-host-key'] ?? false, clientQemu: v.qemu,

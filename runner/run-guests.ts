@@ -45,7 +45,9 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
     ...(g.bundle ? { prepared: g.bundle.dir } : {}),
   }), ev);
   if (scope.shard) ev.progress(`shard ${scope.shard.index}/${scope.shard.total} of plan ${scope.shard.planHash}: ${scope.shard.cells.join(' ') || 'no cells'}`);
-  ev.progress(`${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); writing ${outDir}`);
+  const jobs = Math.min(o.jobs ?? 1, scope.cells.length || 1);
+  ev.progress(`${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); ` +
+    `${jobs === 1 ? 'one guest at a time' : `up to ${jobs} guests at once`}${o.jobsWhy ? ` (${o.jobsWhy})` : ''}; writing ${outDir}`);
   const facts: Record<string, string> = { kernel: p.kernel.release };
   if (machine.clientQemu?.kind === 'rootfs') Object.assign(facts, { rootfs: machine.clientQemu.key, nestedQemu: machine.clientQemu.qemuVersion });
   // A driver developer's module is part of what was tested: every result names it.
@@ -54,7 +56,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
   };
   const repro = { kernelSpec: g.kernelSpec, kernelRelease: p.kernel.release, kernelConfig: p.kernel.config, imageHash: p.image.hash, accel: accel.accel };
 
-  await eachLimit(scope.cells, o.jobs ?? 1, async ({ profile, suites: cellSuites }) => {
+  await eachLimit(scope.cells, jobs, async ({ profile, suites: cellSuites }) => {
     const t0 = Date.now();
     const chosen = g.qemus.find((q) => q.profile.name === profile.name)!;
     if ('skip' in chosen) {

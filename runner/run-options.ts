@@ -48,6 +48,8 @@ export interface RunOptions extends GuestOptions {
   lab?: LabTargetOptions;
   /** a subset (--case/--exclude) or one shard of the plan (--shard I/N) */
   scope?: ScopeOptions;
-  /** profiles run at once (--jobs; default 1) */
+  /** profiles run at once (--jobs; 1 when not given here; the CLI's default is what the host allows) */
   jobs?: number;
+  /** why that many, said when the run starts */
+  jobsWhy?: string;
 }
