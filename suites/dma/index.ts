@@ -292,7 +292,7 @@ function iommufdCases(device: DeviceInfo): CaseDef<SuiteState>[] {
       const hw = await fd.hwInfo(devid);
       if (!hw.ok) return { status: 'fail', reason: `IOMMU_GET_HW_INFO failed: ${errOf(hw)}`, observed: { hwInfo: errOf(hw) } };
       if (!(hw.capabilities & IOMMUFD.HW_CAP_DIRTY_TRACKING)) {
-        return { status: 'skip', reason: `the IOMMU (${s.sysIommu}) reports no IOMMU_HW_CAP_DIRTY_TRACKING, as no emulated vIOMMU does; HWPT dirty tracking of a real DMA needs Intel SSADS, AMD HD or SMMUv3 HTTU` };
+        return { status: 'skip', reason: `the IOMMU (${s.sysIommu}) reports no IOMMU_HW_CAP_DIRTY_TRACKING; HWPT dirty tracking of a real DMA needs Intel SSADS, AMD HD or SMMUv3 HTTU (the *-dirty profiles: our QEMU emulates them)` };
       }
       return hwptDirtyAfterDma(s, fd, devid, ioas, dev);
     }),
