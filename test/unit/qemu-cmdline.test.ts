@@ -16,7 +16,7 @@ function opt(args: string[], name: string): string[] {
 /** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
 function builtQemu(): typeof qemu {
   const caps = qemu.caps;
-  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'] } } };
+  return { ...qemu, origin: 'built', caps: { ...caps, devices: [...caps.devices, 'pasid-dma'], props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'], 'device:pasid-dma': [] } } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -139,4 +139,14 @@ t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching 
   t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the PASID VT-d profile: scalable mode with PASID and the pasid-dma device, on our QEMU only', async (t) => {
+  const p = getProfile('intel-iommu-pasid');
+  t.equal(p.qemu, 'built');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,caching-mode=on,x-scalable-mode=on,x-pasid-mode=on');
+  t.ok(opt(a, '-device').includes('pasid-dma'), 'the device on the root bus (an RCiEP: PASID needs End-End TLP prefixes up to the root)');
+  t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22 has no device 'pasid-dma'" }, 'an unpatched QEMU cannot express it');
 });
