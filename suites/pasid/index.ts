@@ -323,12 +323,15 @@ export const pasidSuite: Suite<PasidState> = {
     if (!uapi.attach_pasid) state.mode = await probeUnsupported(agent, state.mtty, mockWhy);
     else if (!mockWhy) state.mode = await setupSupported(agent);
     else state.mode = { kind: 'unsupported', probes: {} };
-    const mockDev: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST (MOCK_FLAGS_DEVICE_PASID)', fingerprint: { ranOn: 'iommufd-mock', attachPasidUapi: !!uapi.attach_pasid, ...(state.mode.kind === 'unsupported' ? { probes: state.mode.probes } : {}) } };
+    const mockDev: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST (MOCK_FLAGS_DEVICE_PASID)', fingerprint: {
+      ranOn: 'iommufd-mock', attachPasidUapi: !!uapi.attach_pasid, ...(state.mode.kind === 'unsupported' ? { probes: state.mode.probes } : {}) } };
     const mttyDev: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1', fingerprint: { ranOn: 'mtty', instance: state.uuids[0] } };
     const dev = await setupDevice(target, agent, !!uapi.attach_pasid);
     state.device = dev.state;
     const profile = target.facts.profile ?? target.name;
-    const emulatedWhy = `the successful PASID attach through VFIO is tested by the pasid/device/* cases, on our QEMU's PASID DMA device (profile intel-iommu-pasid; this is '${profile}'); QEMU's edu has no PASID capability: the dma suite's dma/pasid/* cases check how vfio-pci treats such a device`;
+    const emulatedWhy = `the successful PASID attach through VFIO is tested by the pasid/device/* cases, on our QEMU's PASID DMA `
+      + `device (profile intel-iommu-pasid; this is '${profile}'); QEMU's edu has no PASID capability: the dma suite's `
+      + 'dma/pasid/* cases check how vfio-pci treats such a device';
     const mock = mockCases(mockDev);
     // With the uAPI present, every case (VFIO ones too) runs against the mock-backed setup.
     const vfio = vfioCases(mttyDev, emulatedWhy);

@@ -104,7 +104,8 @@ export async function findPasidDma(target: Target): Promise<{ bdf: string } | { 
     { timeoutMs: 15_000 },
   );
   const bdf = r.stdout.trim().split('\n').filter(Boolean)[0];
-  if (!bdf) return { why: `no PASID DMA device (${PDMA.VENDOR.slice(2)}:${PDMA.DEVICE.slice(2)}, '-device pasid-dma' of our QEMU's ${PDMA.PATCH}) on this target: the device cases need profile intel-iommu-pasid` };
+  const id = `${PDMA.VENDOR.slice(2)}:${PDMA.DEVICE.slice(2)}`;
+  if (!bdf) return { why: `no PASID DMA device (${id}, '-device pasid-dma' of our QEMU's ${PDMA.PATCH}) on this target: the device cases need profile intel-iommu-pasid` };
   return { bdf };
 }
 
