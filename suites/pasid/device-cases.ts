@@ -103,6 +103,18 @@ function deviceCase(id: string, device: DeviceInfo, needs: keyof typeof PROBE, b
   };
 }
 
+/**
+ * Which domain's destination holds exactly its own source while every other stayed as it was
+ * (`before`): 'none' when nothing changed, 'corrupt' for anything else (two changed, a partial or
+ * foreign copy). `sent` and `got` map each domain to hex bytes.
+ */
+export function whereLanded<D extends string>(sent: Record<D, string>, got: Record<D, string>, before: string): D | 'none' | 'corrupt' {
+  const changed = (Object.keys(got) as D[]).filter((d) => got[d] !== before);
+  if (changed.length === 0) return 'none';
+  const [d] = changed;
+  return changed.length === 1 && got[d!] === sent[d!] ? d! : 'corrupt';
+}
+
 /** A pattern that differs per call and per domain, so a stale or misdirected copy never passes. */
 function pattern(m: Ready, n: number): string {
   const s = ++m.patterns;
@@ -117,22 +129,16 @@ const hexRead = async (m: Ready, addr: number) => (await must(m.fd.agent, 'mem_r
  */
 async function transfer(m: Ready, pasid: number | undefined): Promise<{ copy: CopyResult; landedIn: DomName | 'none' | 'corrupt' }> {
   const zero = '00'.repeat(LEN);
-  const sent: Record<string, string> = {};
+  const sent = {} as Record<DomName, string>;
   for (const d of DOMS) {
     sent[d] = pattern(m, LEN);
-    await must(m.fd.agent, 'mem_write', { addr: m.doms[d].src, data: sent[d]! });
+    await must(m.fd.agent, 'mem_write', { addr: m.doms[d].src, data: sent[d] });
     await must(m.fd.agent, 'mem_write', { addr: m.doms[d].dst, data: zero });
   }
   const copy = await m.engine.copy(IOVA_SRC, IOVA_DST, LEN, pasid);
-  const changed: DomName[] = [];
-  let exact: DomName | undefined;
-  for (const d of DOMS) {
-    const got = await hexRead(m, m.doms[d].dst);
-    if (got !== zero) changed.push(d);
-    if (got === sent[d]) exact = d;
-  }
-  const landedIn = changed.length === 0 ? 'none' : changed.length === 1 && exact === changed[0] ? exact ?? 'corrupt' : 'corrupt';
-  return { copy, landedIn };
+  const got = {} as Record<DomName, string>;
+  for (const d of DOMS) got[d] = await hexRead(m, m.doms[d].dst);
+  return { copy, landedIn: whereLanded(sent, got, zero) };
 }
 
 /** A transfer that must land, byte for byte, in `want`'s mapping and nowhere else. */

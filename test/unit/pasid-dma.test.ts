@@ -1,5 +1,6 @@
 import t from 'tap';
 import { extCaps, pasidCap, statusName, vtdPasidBits } from '../../suites/pasid/pasid-dma.js';
+import { whereLanded } from '../../suites/pasid/device-cases.js';
 
 /** A 4 KiB config space with extended capability headers at the given offsets. */
 function config(caps: { at: number; id: number; version?: number; next: number; body?: number[] }[]): Buffer {
@@ -52,4 +53,14 @@ t.test('STATUS error bits by name', async (t) => {
   t.equal(statusName(0x2 | 1 << 9 | 1 << 12), 'ERR_WRITE|ERR_MASTER');
   t.equal(statusName(1 << 10), 'ERR_NO_AS');
   t.equal(statusName(1 << 11), 'ERR_INVAL');
+});
+
+t.test('where a copy landed: exactly one domain holding its own source, byte for byte', async (t) => {
+  const zero = '0000';
+  const sent = { R: '1111', A: '2222', B: '3333' };
+  t.equal(whereLanded(sent, { R: zero, A: '2222', B: zero }, zero), 'A');
+  t.equal(whereLanded(sent, { R: zero, A: zero, B: zero }, zero), 'none', 'blocked: nothing changed');
+  t.equal(whereLanded(sent, { R: zero, A: '1111', B: zero }, zero), 'corrupt', "A holds R's source: translated by the wrong tables");
+  t.equal(whereLanded(sent, { R: zero, A: '2200', B: zero }, zero), 'corrupt', 'a partial copy');
+  t.equal(whereLanded(sent, { R: '1111', A: '2222', B: zero }, zero), 'corrupt', 'two domains written');
 });
