@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, hostname, cpus } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -18,19 +18,23 @@ import { runProfile } from '../runner/run-cases.js';
 import { migrationSuite } from '../suites/migration/index.js';
 import type { Suite } from '../suites/types.js';
 import { reportFigure } from './report-figure.js';
+import { jobsFigure, JOBS_CELLS } from './jobs.js';
 
 /**
  * `npm run bench`: the figures the project promises, measured on this machine and written to
  * bench/results.json. Nothing here asserts; a regression shows up as a number that moved.
  */
 const HELP = `npm run bench -- [--runs N] [--profile P ...] [--cold | --cold-arch ARCH ...] [--skip-suite] [--report-only]
+                       [--jobs-compare [--jobs-only]]
   boot-to-first-SSH-command per profile (median of N, default 5; the x86 profiles and smmuv3)
   beside the raw floor (same kernel and initramfs, an init that powers off at once); no-change
   rebuild; agent round trip; the migration suite on one profile; with --cold, x86_64 and arm64
   kernel builds from an empty cache (--cold-arch: only those); with --cold-qemu, the QEMU under test
   built from an empty cache; the no-change 'qemu build' once our QEMU is built; the HTML report of a
   generated default-sized run (2,590 results): its size and time to interactive in Chromium
-  (--report-only: only that, no guest booted).`;
+  (--report-only: only that, no guest booted); with --jobs-compare, 'run --jobs 1' against
+  'run --jobs 2' on ${JOBS_CELLS.profiles.length} profiles x ${JOBS_CELLS.suites.join('+')} (wall time, and whether every case got the
+  same status; --jobs-only: only that).`;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -56,7 +60,8 @@ async function main(): Promise<void> {
     options: {
       runs: { type: 'string', default: '5' }, profile: { type: 'string', multiple: true }, cold: { type: 'boolean' },
       'cold-arch': { type: 'string', multiple: true }, 'cold-qemu': { type: 'boolean' }, 'skip-suite': { type: 'boolean' },
-      'report-only': { type: 'boolean' }, help: { type: 'boolean' },
+      'report-only': { type: 'boolean' }, 'jobs-compare': { type: 'boolean' }, 'jobs-only': { type: 'boolean' },
+      help: { type: 'boolean' },
     },
   });
   if (values.help) { process.stdout.write(`${HELP}\n`); return; }
@@ -70,6 +75,15 @@ async function main(): Promise<void> {
   rows.push(['HTML report: time to interactive in Chromium (file://)', report.interactiveMs === null ? '-' : `${report.interactiveMs} ms`,
     report.interactiveMs === null ? '/usr/bin/chromium is not installed' : `median of ${report.loads} loads, target <= 2000 ms`]);
   if (values['report-only']) return finish(out, rows);
+
+  if (values['jobs-compare'] || values['jobs-only']) {
+    const j = await jobsFigure(2);
+    out.jobs = j;
+    rows.push([`run --jobs 1, ${j.results} results (${JOBS_CELLS.profiles.length} profiles)`, `${j.serialSeconds} s`, '']);
+    rows.push([`run --jobs ${j.jobs}, the same cells`, `${j.parallelSeconds} s`,
+      `${j.ratio}x of serial (target <= 0.6x); ${j.differences.length ? `${j.differences.length} statuses differ: ${j.differences.slice(0, 3).join('; ')}` : 'every status the same'}`]);
+    if (values['jobs-only']) return finish(out, rows);
+  }
 
   if (values.cold || values['cold-arch']) {
     // x86_64 native and arm64 cross, each from an empty cache: download + unpack + configure + build
@@ -186,7 +200,11 @@ async function main(): Promise<void> {
 
 function finish(out: Record<string, unknown>, rows: [string, string, string][]): void {
   mkdirSync(repoPath('bench'), { recursive: true });
-  writeFileSync(repoPath('bench', 'results.json'), `${JSON.stringify(out, null, 2)}\n`);
+  // A partial bench (--report-only, --jobs-only) updates its own figures and keeps the others.
+  const file = repoPath('bench', 'results.json');
+  let previous: Record<string, unknown> = {};
+  try { previous = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>; } catch { /* first bench */ }
+  writeFileSync(file, `${JSON.stringify({ ...previous, ...out }, null, 2)}\n`);
   const w = Math.max(...rows.map((r) => r[0].length));
   process.stdout.write(`\n${rows.map(([a, b, c]) => `${a.padEnd(w)}  ${b.padStart(10)}  ${c}`).join('\n')}\n\nwritten: bench/results.json\n`);
 }

@@ -302,7 +302,11 @@ export function toJUnit(res: RunResults, opts: JUnitOptions = {}): string {
       const name = names.take(classname, sanitizeXmlText(r.id) || '(unnamed)');
       return [buildCase(r, name, classname, opts.testcaseProperties === true), r.durationMs];
     });
-    const properties = props([...common, ['suite', g.suite], ['profile', g.profile], ...deviceProps(g.device)]);
+    const pq = res.run.profileQemu?.[g.profile];
+    const properties = props([...common, ['suite', g.suite], ['profile', g.profile],
+      // the QEMU this profile really ran on, and the patches of ours behind its hardware
+      ['profile.qemu.version', pq?.version], ['profile.qemu.binary', pq?.binary],
+      ['profile.emulatedBy', res.run.profileEmulation?.[g.profile]?.join(', ')], ...deviceProps(g.device)]);
     addSuite(attr(`${g.suite}/${g.profile}/${g.device.id}`), attr(`vfio-conformance.${g.suite}`), properties, cases);
   }
 

@@ -4,6 +4,7 @@ import type { Exchange } from '../harness/agent/client.js';
 import type { CaseResult } from '../base/results/schema.js';
 import { shellQuote } from '../harness/qemu/cmdline.js';
 import { HarnessError } from '../base/errors.js';
+import type { QemuInfo } from '../harness/qemu/binary.js';
 
 /** What a run knows about the environment a bundle must reproduce. */
 export interface ReproEnv {
@@ -12,6 +13,8 @@ export interface ReproEnv {
   kernelConfig: string;
   imageHash: string;
   accel: string;
+  /** the QEMU the case ran on (absent in bundles written before it was recorded) */
+  qemu?: QemuInfo;
 }
 
 export interface Bundle {
@@ -56,6 +59,7 @@ export function writeBundle(runDir: string, r: CaseResult, env: ReproEnv, setup:
     `Reproducer for ${r.id} on ${r.profile} (${r.status}): ${r.reason ?? ''}`,
     '',
     `kernel ${env.kernelRelease} (${env.kernelSpec}), image ${env.imageHash.slice(0, 16)}, accel ${env.accel}`,
+    ...(env.qemu ? [`QEMU ${env.qemu.version} (${env.qemu.origin}${env.qemu.series ? `, series ${env.qemu.series.hash}` : ''}): ${env.qemu.binary}`] : []),
     '',
     'Replay it:   vfio-conformance replay .',
     'It boots the same kernel and profile, runs the suite setup, sends the requests in',
@@ -77,4 +81,20 @@ export function readBundle(path: string): Bundle {
   }
   if (b.version !== 1 || !Array.isArray(b.steps) || !b.env?.kernelSpec) throw new HarnessError(`${file}: not a reproducer bundle this tool reads`);
   return b;
+}
+
+/**
+ * The QEMU a replay boots: the one the case ran on, so that a failure of our patched QEMU replays on
+ * it and not on the profile's default. The exact binary while it exists; else the same kind (the
+ * newest build of ours, the host's), with a note saying the replay is not on the recorded QEMU.
+ */
+export function replayQemuChoice(recorded: QemuInfo | undefined, exists: (path: string) => boolean):
+  { choice: { kind: 'system' } | { kind: 'built' } | { kind: 'path'; path: string }; note?: string } {
+  if (!recorded) return { choice: { kind: 'system' }, note: 'the bundle does not record its QEMU (written by an older version): using the profile\'s default' };
+  if (recorded.origin === 'system') return { choice: { kind: 'system' } };
+  if (exists(recorded.binary)) return { choice: { kind: 'path', path: recorded.binary } };
+  if (recorded.origin === 'built') {
+    return { choice: { kind: 'built' }, note: `the recorded build ${recorded.binary} (series ${recorded.series?.hash ?? '?'}) is gone: using the newest build of ours` };
+  }
+  throw new HarnessError(`the case ran on ${recorded.binary}, which is gone: give the QEMU to replay on with --qemu system|built|PATH`);
 }

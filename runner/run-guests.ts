@@ -32,6 +32,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
   const rec = new RunRecord(outDir, newRunInfo(started, {
     qemu: qemuInfo(accel.qemu),
     ...profileQemus(g.qemus, accel.qemu.path),
+    ...profileEmulation(g.qemus),
     accel: accel.accel,
     accelReason: accel.reason,
     kernel: { release: p.kernel.release, sourceId: p.kernel.sourceId, configHash: p.kernel.configHash, arch: arch.name },
@@ -75,7 +76,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
         if (guest.timing.sshMs !== undefined) rec.writer.updateRun({ boots: [...(rec.writer.run.boots ?? []), { profile: profile.name, ms: guest.timing.sshMs }] });
         return guest;
       },
-    }, cellSuites, outDir, rec.hooks(profile.name, withModules), repro);
+    }, cellSuites, outDir, rec.hooks(profile.name, withModules), { ...repro, qemu: qemuInfo(qemu) });
     const n = rec.writer.results.filter((r) => r.profile === profile.name).length;
     ev.progress(`${profile.name}: ${n} results in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   });
@@ -86,4 +87,10 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
 function profileQemus(qemus: GuestSetup['qemus'], runQemu: string): { profileQemu?: Record<string, ReturnType<typeof qemuInfo>> } {
   const other = qemus.filter((q) => 'qemu' in q && q.qemu.path !== runQemu) as { profile: { name: string }; qemu: Parameters<typeof qemuInfo>[0] }[];
   return other.length ? { profileQemu: Object.fromEntries(other.map((q) => [q.profile.name, qemuInfo(q.qemu)])) } : {};
+}
+
+/** The patches behind each profile's emulated hardware, for profiles that ran on our QEMU. */
+function profileEmulation(qemus: GuestSetup['qemus']): { profileEmulation?: Record<string, string[]> } {
+  const used = qemus.filter((q) => 'qemu' in q && q.qemu.origin === 'built' && q.profile.emulatedBy?.length);
+  return used.length ? { profileEmulation: Object.fromEntries(used.map((q) => [q.profile.name, q.profile.emulatedBy!])) } : {};
 }

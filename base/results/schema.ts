@@ -111,6 +111,8 @@ export const RunInfoShape = object({
   qemu: optional(QemuShape),
   /** profiles that ran on another QEMU than `qemu` (a profile that needs our patched QEMU), by profile */
   profileQemu: optional(recordOf(QemuShape)),
+  /** the patches of our QEMU series whose emulated hardware a profile used (images/qemu/patches), by profile */
+  profileEmulation: optional(recordOf(arrayOf(str()))),
   accel: optional(oneOf(['kvm', 'tcg'])),
   kernel: optional(object({ release: str(), sourceId: str(), configHash: str(), arch: str() })),
   profiles: arrayOf(str()),

@@ -8,7 +8,8 @@ import { HarnessError } from '../../base/errors.js';
 import { cachePath, cacheRoot } from '../../base/paths.js';
 import { hashParts, sha256, sha256File } from '../../base/hash.js';
 import { runLogged, capture, which } from '../../base/proc.js';
-import { Progress } from '../../base/progress.js';
+import { Progress, info } from '../../base/progress.js';
+import { withLock } from '../../base/lock.js';
 import { missingString, readCacheMeta } from './cache-meta.js';
 
 /**
@@ -181,6 +182,19 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelBuild> {
     if (hit) return hit;
   }
   await checkTools(arch);
+  mkdirSync(dir, { recursive: true });
+  // A second build of the same kernel (another terminal, a CI job on a shared cache) waits for the
+  // first and then takes its result, instead of running make in the same tree at the same time.
+  return withLock(join(dir, 'lock'), async () => {
+    const built = !src.mutable && !o.force ? loadMeta(dir, 'rebuilding it') : undefined;
+    return built ?? await buildLocked(src, arch, dir, frags, fragHash, key, jobs);
+  }, {
+    timeoutMs: 3 * 60 * 60_000,
+    waiting: (holder) => info(`kernel ${src.id} ${arch.name}: another build of it is running (${holder}); waiting for it`),
+  });
+}
+
+async function buildLocked(src: KernelSource, arch: Arch, dir: string, frags: Fragment[], fragHash: string, key: string, jobs: number): Promise<KernelBuild> {
   const obj = join(dir, 'obj');
   const out = join(dir, 'out');
   mkdirSync(obj, { recursive: true });

@@ -32,6 +32,11 @@ export interface Profile {
    * QEMU emulates (images/qemu/patches); the host's QEMU otherwise.
    */
   qemu?: 'built';
+  /**
+   * The patches of our series (images/qemu/patches/NAME) whose emulated hardware this profile uses:
+   * recorded with its results, so an emulated capability is never taken for hardware or for stock QEMU.
+   */
+  emulatedBy?: string[];
 }
 
 /** QEMU's educational PCI device (1234:11e8): a DMA engine the suites drive through vfio-pci. */
@@ -88,6 +93,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU],
     qemu: 'built',
+    emulatedBy: ['0001-intel_iommu-second-stage-accessed-dirty.patch'],
   },
   {
     name: 'intel-iommu-pasid',
@@ -104,6 +110,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU, { type: 'pasid-dma' }],
     qemu: 'built',
+    emulatedBy: ['0004-pci-intel_iommu-address-space-per-PASID.patch', '0005-hw-misc-pasid-dma-test-device.patch'],
   },
   {
     name: 'amd-iommu',
@@ -117,6 +124,21 @@ export const PROFILES: Profile[] = [
     expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
     vfioPci: true,
     devices: [EDU],
+  },
+  {
+    name: 'amd-iommu-dirty',
+    arch: 'x86_64',
+    description: 'AMD-Vi with host Access/Dirty updates (EFR HASup/HDSup, DTE HAD): dirty tracking, emulated by our QEMU',
+    machine: Q35_SPLIT,
+    // x-hd: images/qemu/patches/0002-amd_iommu-host-access-dirty.patch. QEMU refuses it without
+    // dma-remap=on (no translation, so no walk to set Accessed and Dirty).
+    iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on', 'dma-remap=on', 'x-hd=on'] }],
+    cmdline: [],
+    expect: { sysClassIommu: /^ivhd\d+$/, dmesg: /AMD-Vi: Interrupt remapping enabled/, irqRemap: true },
+    vfioPci: true,
+    devices: [EDU],
+    qemu: 'built',
+    emulatedBy: ['0002-amd_iommu-host-access-dirty.patch'],
   },
   {
     name: 'virtio-iommu',
@@ -141,6 +163,22 @@ export const PROFILES: Profile[] = [
     expect: { sysClassIommu: /^smmu3\./, dmesg: /arm-smmu-v3/ },
     vfioPci: true,
     devices: [EDU],
+  },
+  {
+    name: 'smmuv3-dirty',
+    arch: 'arm64',
+    description: 'arm64 virt with an SMMUv3 that updates the stage 1 Access flag and dirty state (IDR0.HTTU, CD.HA/HD, DBM): dirty tracking, emulated by our QEMU',
+    // x-httu: images/qemu/patches/0003-hw-arm-smmuv3-httu.patch. It refuses stage=nested, which QEMU 10.2
+    // gives the board's iommu=smmuv3: so a user-created SMMUv3 (stage 1 by default, what Linux's dirty
+    // tracking uses).
+    machine: { type: 'virt', props: ['gic-version=3'] },
+    iommuDevices: [{ type: 'arm-smmuv3', props: ['primary-bus=pcie.0', 'x-httu=on'] }],
+    cmdline: [],
+    expect: { sysClassIommu: /^smmu3\./, dmesg: /arm-smmu-v3/ },
+    vfioPci: true,
+    devices: [EDU],
+    qemu: 'built',
+    emulatedBy: ['0003-hw-arm-smmuv3-httu.patch'],
   },
   {
     name: 'arm64-none',

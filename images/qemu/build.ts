@@ -10,7 +10,8 @@ import { cachePath, cacheRoot, repoPath } from '../../base/paths.js';
 import { hashParts } from '../../base/hash.js';
 import { readCacheMeta } from '../../harness/kernel/cache-meta.js';
 import { runLogged, which } from '../../base/proc.js';
-import { Progress } from '../../base/progress.js';
+import { Progress, info } from '../../base/progress.js';
+import { withLock } from '../../base/lock.js';
 
 /** Bump when the recipe changes the output for the same inputs: old cache entries stop matching. */
 const RECIPE = '1';
@@ -112,25 +113,6 @@ async function patchedTree(src: QemuSource, series: Series, devices: Record<stri
   return tree;
 }
 
-/**
- * One build per directory at a time: a second `qemu build` of the same inputs (another terminal, a
- * CI job sharing the cache) would delete the tree the first one is compiling. Refused, with the pid.
- */
-function lockBuild(dir: string): () => void {
-  const lock = join(dir, '.lock');
-  try {
-    writeFileSync(lock, String(process.pid), { flag: 'wx' });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const pid = Number(readFileSync(lock, 'utf8'));
-    let alive = false;
-    try { process.kill(pid, 0); alive = true; } catch { /* gone: a stale lock */ }
-    if (alive && pid !== process.pid) throw new HarnessError(`another qemu build (pid ${pid}) is building ${dir}: wait for it, or stop it`);
-    writeFileSync(lock, String(process.pid));
-  }
-  return () => rmSync(lock, { force: true });
-}
-
 async function buildEnv(tools: { bin: string; pythonPath: string }): Promise<Record<string, string>> {
   const env: Record<string, string> = {
     PATH: `${tools.bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
@@ -191,12 +173,16 @@ export async function buildQemu(o: QemuBuildOptions = {}): Promise<QemuBuild> {
   }
   await checkTools();
   mkdirSync(dir, { recursive: true });
-  const unlock = lockBuild(dir);
-  try {
-    return await buildLocked(src, series, devices, flags, key, dir, jobs, tools, qtests);
-  } finally {
-    unlock();
-  }
+  // A second build of the same inputs (another terminal, a CI job sharing the cache) would delete the
+  // tree the first one is compiling: it waits for the first, then takes its result.
+  return withLock(join(dir, '.lock'), async () => {
+    const built = !src.mutable && !o.force ? loadMeta(dir, 'building it again') : undefined;
+    if (built && qtests.every((q) => existsSync(built.qtests?.[q.name] ?? ''))) return built;
+    return buildLocked(src, series, devices, flags, key, dir, jobs, tools, qtests);
+  }, {
+    timeoutMs: 2 * 60 * 60_000,
+    waiting: (holder) => info(`qemu ${src.id}: another build of it is running (${holder}); waiting for it`),
+  });
 }
 
 async function buildLocked(src: QemuSource, series: Series, devices: Record<string, string>, flags: string[], key: string, dir: string, jobs: number, tools: { bin: string; pythonPath: string }, qtestSpecs: QtestSpec[]): Promise<QemuBuild> {

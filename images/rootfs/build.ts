@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync, openSync, closeSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { machineSources, mainMirror, type AptSource } from '../../harness/kernel/apt.js';
 import { missingString, readCacheMeta } from '../../harness/kernel/cache-meta.js';
@@ -7,6 +7,7 @@ import { cachePath } from '../../base/paths.js';
 import { hashParts } from '../../base/hash.js';
 import { capture, runLogged, which } from '../../base/proc.js';
 import { Progress } from '../../base/progress.js';
+import { withLock } from '../../base/lock.js';
 
 /**
  * The second image kind: a minimal Debian rootfs holding a QEMU new enough for VFIO migration v2
@@ -107,54 +108,6 @@ async function ensureDebootstrap(): Promise<string> {
   const now = await which('debootstrap');
   if (!now) throw new HarnessError('debootstrap is not available after apt-get install debootstrap');
   return now;
-}
-
-export interface LockOptions {
-  /** how long to wait for another holder (default 20 min: a debootstrap) */
-  timeoutMs?: number;
-  /** a lock file older than this belongs to a process that died (default: timeoutMs) */
-  staleMs?: number;
-  pollMs?: number;
-}
-
-/**
- * A lock file so two harness processes never debootstrap the same tree at once. Only "it exists"
- * (EEXIST) means another process holds it; any other error of creating it (EACCES, EROFS, ENOSPC,
- * a missing folder) is this process's problem and is said at once, since waiting cannot mend it.
- */
-export async function withLock<T>(path: string, fn: () => Promise<T>, o: LockOptions = {}): Promise<T> {
-  const timeoutMs = o.timeoutMs ?? 20 * 60_000;
-  const staleMs = o.staleMs ?? timeoutMs;
-  const end = Date.now() + timeoutMs;
-  const fail = (what: string, e: unknown) => new HarnessError(
-    `cannot ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
-  for (;;) {
-    try {
-      closeSync(openSync(path, 'wx'));
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw fail('create the lock', e);
-    }
-    let age: number;
-    try {
-      age = Date.now() - statSync(path).mtimeMs;
-    } catch (e) {
-      // released between our open and our stat: try again at once
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw fail('read the lock', e);
-    }
-    if (age > staleMs) {
-      try { rmSync(path, { force: true }); } catch (e) { throw fail('remove the stale lock', e); }
-      continue;
-    }
-    if (Date.now() >= end) throw new HarnessError(`${path} still locked after ${Math.round(timeoutMs / 1000)} s (held by another harness process)`);
-    await new Promise((r) => setTimeout(r, Math.min(o.pollMs ?? 2000, Math.max(1, end - Date.now()))));
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(path, { force: true });
-  }
 }
 
 /**

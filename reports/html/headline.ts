@@ -99,5 +99,8 @@ export function matrix(res: RunResults, v: ReportVerdict | undefined): string {
 function qemuOthers(run: RunResults['run']): string {
   const other = Object.entries(run.profileQemu ?? {});
   if (other.length === 0) return '';
-  return ` (${other.map(([p, q]) => `${esc(p)} on ${q.origin === 'built' ? 'our ' : ''}QEMU ${esc(q.version)}${q.series?.patches.length ? ` + ${esc(q.series.patches.join(', '))}` : ''}`).join('; ')})`;
+  // the patches behind the profile's hardware when the run names them, else the whole series
+  const patches = (p: string, q: { series?: { patches: string[] } }) => run.profileEmulation?.[p] ?? q.series?.patches ?? [];
+  return ` (${other.map(([p, q]) => `${esc(p)} on ${q.origin === 'built' ? 'our ' : ''}QEMU ${esc(q.version)}` +
+    `${patches(p, q).length ? ` + ${esc(patches(p, q).join(', '))}` : ''}`).join('; ')})`;
 }

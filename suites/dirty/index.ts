@@ -32,7 +32,9 @@ export async function groupOf(target: Target, uuid: string): Promise<number> {
 /** Why the real-device cases of this suite do not run on an emulated target (a lab host passes one with --device). */
 export function realDeviceWhy(target: Target): string {
   const profile = target.facts.profile ?? target.name;
-  return `profile '${profile}' has no device behind a dirty-capable IOMMU (Intel SSADS, AMD HD, SMMUv3 HTTU): mtty is an emulated iommufd access (GET_HW_INFO/HWPT_ALLOC give ENOENT), and the emulated edu device's vIOMMU reports no dirty tracking (checked against HWPT_ALLOC by dma/iommufd/dirty-capability)`;
+  return `profile '${profile}' has no device that is both behind a dirty-capable IOMMU and does DMA logging itself: ` +
+    'mtty is an emulated iommufd access (GET_HW_INFO/HWPT_ALLOC give ENOENT), and edu has no DMA logging; ' +
+    "an IOMMU's own dirty tracking against a device's real writes is the iommu-dirty suite's (the *-dirty profiles on our QEMU)";
 }
 
 const MOCK_DEVICE = (fp: Record<string, unknown>): DeviceInfo => ({ driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST', fingerprint: fp });

@@ -60,3 +60,25 @@ export function pagesWritten(writes: readonly Write[]): Bits {
   }
   return [...pages].sort((a, b) => a - b);
 }
+
+/**
+ * A report judged against a mapping whose IOPTEs are larger than the bitmap's page: the uAPI lets
+ * the kernel report a dirty IOPTE's whole range, so an extra page is explained when it shares a
+ * block of `blockPages` with a page that was written. `lead` is how many pages of its first block
+ * lie before the window (the window's IOVA modulo the block size, in pages).
+ */
+export function splitExtra(extra: Bits, written: Bits, blockPages: number, lead = 0): { explained: Bits; unexplained: Bits } {
+  const block = (p: number) => Math.floor((p + lead) / blockPages);
+  const dirtyBlocks = new Set(written.map(block));
+  const explained: Bits = [];
+  const unexplained: Bits = [];
+  for (const p of extra) (dirtyBlocks.has(block(p)) ? explained : unexplained).push(p);
+  return { explained, unexplained };
+}
+
+/** The last page of each block of `blockPages` that `pages` touch: where a report one page short shows. */
+export function lastPagesOfBlocks(pages: Bits, blockPages: number, lead = 0): Bits {
+  const out = new Set<number>();
+  for (const p of pages) out.add((Math.floor((p + lead) / blockPages) + 1) * blockPages - 1 - lead);
+  return [...out].sort((a, b) => a - b);
+}

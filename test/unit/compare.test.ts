@@ -13,6 +13,7 @@ import { classify, compareRuns, formatCompareText, measurementSpread, observedDi
 import { compareCommand } from '../../cli/compare.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
+import { runInfo } from '../helpers/results.js';
 
 const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2' };
 
@@ -23,18 +24,7 @@ function r(id: string, status: Status, observed?: Record<string, unknown>, over:
 function run(release: string, results: CaseResult[]): RunResults {
   return validateResults({
     schema: SCHEMA_VERSION,
-    run: {
-      tool: { name: 'vfio-conformance', version: '0.1.0' },
-      startedAt: '2025-05-01T10:00:00.000Z',
-      complete: true,
-      host: { hostname: 'ci', arch: 'x86_64', cpus: 2 },
-      accel: 'tcg',
-      kernel: { release, sourceId: `debian:linux-source-${release}`, configHash: 'abc', arch: 'x86_64' },
-      profiles: ['q35-vtd', 'virt-smmuv3'],
-      suites: ['migration', 'pasid'],
-      target: { kind: 'qemu' },
-      errors: [],
-    },
+    run: runInfo({ kernel: { release, sourceId: `debian:linux-source-${release}`, configHash: 'abc', arch: 'x86_64' } }),
     results,
   });
 }

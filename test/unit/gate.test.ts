@@ -6,6 +6,7 @@ import { HarnessError } from '../../base/errors.js';
 import { gate, globMatch, readExpectations, validateExpectations, type Expectations } from '../../reports/gate.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, type CaseResult, type RunInfo, type RunResults, type Status } from '../../base/results/schema.js';
+import { runInfo } from '../helpers/results.js';
 
 const mtty = { driver: 'mtty', class: 'sample' as const, id: 'mtty-2' };
 
@@ -16,18 +17,7 @@ function r(id: string, status: Status, over: Partial<CaseResult> = {}): CaseResu
 function run(results: CaseResult[], over: Partial<RunInfo> = {}, release = '7.2.0'): RunResults {
   return validateResults({
     schema: SCHEMA_VERSION,
-    run: {
-      tool: { name: 'vfio-conformance', version: '0.1.0' },
-      startedAt: '2025-05-01T10:00:00.000Z',
-      complete: true,
-      host: { hostname: 'ci', arch: 'x86_64', cpus: 2 },
-      kernel: { release, sourceId: 'tree', configHash: 'abc', arch: 'x86_64' },
-      profiles: ['q35-vtd', 'virt-smmuv3'],
-      suites: ['migration'],
-      target: { kind: 'qemu' },
-      errors: [],
-      ...over,
-    },
+    run: runInfo({ kernel: { release, sourceId: 'tree', configHash: 'abc', arch: 'x86_64' }, suites: ['migration'], ...over }),
     results,
   });
 }

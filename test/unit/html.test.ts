@@ -8,10 +8,12 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { repoPath } from '../../base/paths.js';
 import { esc, jsonForScript, renderHtml, writeHtml } from '../../reports/html.js';
 import { sampleRun, SAMPLE_EXPECTATIONS } from '../../bench/sample-run.js';
+import { factsLine } from '../../reports/html/headline.js';
 import { verdictOf } from '../../reports/write.js';
 import { gate } from '../../reports/gate.js';
 import { validateResults } from '../../base/results/file.js';
 import { SCHEMA_VERSION, STATUSES, type CaseResult, type RunResults, type Status } from '../../base/results/schema.js';
+import { runInfo } from '../helpers/results.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -77,20 +79,12 @@ function fixture(): RunResults {
   results.push(result('dirty/type1/bitmap-4k', 'q35-vtd', { device: { ...mtty, id: 'mtty-1' }, status: 'fail', reason: 'bitmap missed 3 dirty pages' }));
   return validateResults({
     schema: SCHEMA_VERSION,
-    run: {
-      tool: { name: 'vfio-conformance', version: '0.1.0' },
+    run: runInfo({
       startedAt: '2025-05-01T10:00:00.000Z',
       endedAt: '2025-05-01T10:20:00.000Z',
-      complete: true,
-      host: { hostname: 'ci-1', arch: 'x86_64', cpus: 2 },
-      qemu: { version: '9.2.0', binary: '/usr/bin/qemu-system-x86_64' },
-      accel: 'tcg',
-      kernel: { release: '6.12.9', sourceId: 'debian:linux-source-6.12', configHash: 'c0ffee', arch: 'x86_64' },
-      profiles: ['q35-vtd', 'virt-smmuv3'],
       suites: ['migration', 'dirty', 'pasid'],
-      target: { kind: 'qemu' },
       errors: [{ profile: 'virt-smmuv3', message: 'guest did not answer SSH within 300 s <timeout>', log: 'runs/x/virt-smmuv3/console.log' }],
-    },
+    }),
     results,
   });
 }
@@ -366,4 +360,14 @@ t.test('FSM arc coverage: which arcs the real client walked, read from the recor
   const html = renderHtml(res);
   t.match(html, /<section id="arc-coverage">/);
   t.match(html, /the real QEMU client walked 3, 1 only by the direct-ioctl suite/);
+});
+
+t.test('the facts line names the QEMU of a profile on ours, and only the patches behind its hardware', async (t) => {
+  const res = sampleRun();
+  const built = { origin: 'built' as const, version: '10.2.2', binary: '/c/q/qemu-system-x86_64', series: { hash: 'abc', patches: ['0001-vtd.patch', '0002-amd.patch'] } };
+  const line = (run: Partial<RunResults['run']>) => factsLine({ ...res, run: { ...res.run, ...run } });
+  t.match(line({ profileQemu: { 'intel-iommu-dirty': built } }), /intel-iommu-dirty on our QEMU 10\.2\.2 \+ 0001-vtd\.patch, 0002-amd\.patch/, 'without a record: the whole series');
+  const named = line({ profileQemu: { 'intel-iommu-dirty': built }, profileEmulation: { 'intel-iommu-dirty': ['0001-vtd.patch'] } });
+  t.match(named, /intel-iommu-dirty on our QEMU 10\.2\.2 \+ 0001-vtd\.patch\)/);
+  t.notMatch(named, /0002-amd/, 'a patch the profile did not use is not named');
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { PAGE, WINDOW_PAGES, WRITE_SETS, pagesWritten, writesFor } from '../../suites/iommu-dirty/plan.js';
+import { PAGE, WINDOW_PAGES, WRITE_SETS, lastPagesOfBlocks, pagesWritten, splitExtra, writesFor } from '../../suites/iommu-dirty/plan.js';
 
 t.test('each page set is written exactly: the transfers touch those pages and no other', async (t) => {
   for (const [name, pages] of Object.entries(WRITE_SETS)) {
@@ -31,4 +31,13 @@ t.test('the sets cover what issue 15 asks for', async (t) => {
 t.test('across-2mib: one transfer crosses the 2 MiB boundary itself', async (t) => {
   const boundary = 512 * PAGE;
   t.ok(writesFor(WRITE_SETS['across-2mib']).some((w) => w.offset < boundary && w.offset + w.count > boundary));
+});
+
+t.test('extra pages are explained only inside a block that holds a written page', async (t) => {
+  t.same(splitExtra([0, 1, 511, 512, 700], [3], 512), { explained: [0, 1, 511], unexplained: [512, 700] });
+  // a window starting 16 pages into its first block: pages 0..495 share block 0 with the 16 before it
+  t.same(splitExtra([495, 496], [10], 512, 16), { explained: [495], unexplained: [496] });
+  t.same(splitExtra([5], [], 16), { explained: [], unexplained: [5] }, 'nothing written explains nothing');
+  t.same(lastPagesOfBlocks([3, 15, 17], 16), [15, 31]);
+  t.same(lastPagesOfBlocks([0], 16, 1), [14], 'with one page of the block before the window');
 });

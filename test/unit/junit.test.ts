@@ -188,6 +188,18 @@ t.test('environment properties', async (t) => {
   for (const [k, v] of Object.entries(expected)) t.equal(prop(s.properties, k), v, k);
   t.same(JSON.parse(prop(s.properties, 'device.fingerprint') ?? 'null'), mtty.fingerprint, 'fingerprint as JSON');
   t.equal(prop(p.testsuites.testsuite![2]!.properties, 'device.driver'), 'none');
+  t.equal(prop(s.properties, 'profile.emulatedBy'), undefined, 'a profile on the run\'s QEMU names no patch');
+});
+
+t.test('a profile on our QEMU names that QEMU and the patches behind its hardware', async (t) => {
+  const built = { origin: 'built' as const, version: '10.2.2', binary: '/c/qemu/b/qemu-system-x86_64', series: { hash: 'abc', patches: ['0001-a.patch', '0002-b.patch'] } };
+  const p = await parse(toJUnit(doc([result('iommu-dirty/clear', { suite: 'iommu-dirty', profile: 'vtd-dirty' }), result('migration/arc/STOP->STOP_COPY')],
+    { profileQemu: { 'vtd-dirty': built }, profileEmulation: { 'vtd-dirty': ['0001-a.patch'] } })));
+  const [dirty, plain] = p.testsuites.testsuite!;
+  t.equal(prop(dirty!.properties, 'profile.emulatedBy'), '0001-a.patch');
+  t.equal(prop(dirty!.properties, 'profile.qemu.version'), '10.2.2');
+  t.equal(prop(plain!.properties, 'profile.qemu.version'), undefined);
+  t.equal(prop(plain!.properties, 'qemu.version'), '9.2.0', 'the run\'s QEMU stays for every suite');
 });
 
 t.test('outcomes: failure, error, skipped, expected-unsupported, warning', async (t) => {

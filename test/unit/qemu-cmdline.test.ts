@@ -1,10 +1,12 @@
 import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
-import { PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
+import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
 import { describeOption } from '../../harness/qemu/options.js';
+import { readSeries } from '../../images/qemu/series.js';
+import { repoPath } from '../../base/paths.js';
 
 const qemu = fixtureQemu('7.2.22-x86_64');
 const base = { arch: ARCHES.x86_64, qemu, kernel: '/k/bzImage', initrd: '/i/initramfs.cpio.gz', sshPort: 40022, qmpSocket: '/r/qmp.sock' };
@@ -13,10 +15,16 @@ function opt(args: string[], name: string): string[] {
   return args.flatMap((a, i) => (a === name ? [args[i + 1]!] : []));
 }
 
-/** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
+/** The 7.2 fixture with what our patch series adds (and QEMU 10.1's dma-remap): what a built QEMU lists. */
 function builtQemu(): typeof qemu {
   const caps = qemu.caps;
-  return { ...qemu, origin: 'built', caps: { ...caps, devices: [...caps.devices, 'pasid-dma'], props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'], 'device:pasid-dma': [] } } };
+  const props = {
+    ...caps.props,
+    'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'],
+    'device:amd-iommu': [...caps.props['device:amd-iommu']!, 'dma-remap', 'x-hd'],
+    'device:pasid-dma': [],
+  };
+  return { ...qemu, origin: 'built', caps: { ...caps, devices: [...caps.devices, 'pasid-dma'], props } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -87,7 +95,8 @@ t.test('arm64 profiles: virt with GICv3, SMMUv3 on the machine, PL011 console, n
 t.test('every profile carries the edu DMA device after the network card', async (t) => {
   for (const p of PROFILES) {
     const arch = ARCHES[p.arch];
-    const devices = opt(qemuArgs({ ...base, arch, qemu: p.arch === 'arm64' ? fixtureQemu('7.2.22-aarch64') : qemuFor(p), profile: p, accel: 'tcg' }), '-device');
+    const armQemu = p.qemu === 'built' ? fixtureQemu('10.2.2-built-aarch64', 'built') : fixtureQemu('7.2.22-aarch64');
+    const devices = opt(qemuArgs({ ...base, arch, qemu: p.arch === 'arm64' ? armQemu : qemuFor(p), profile: p, accel: 'tcg' }), '-device');
     const net = devices.findIndex((d) => d.startsWith('virtio-net-pci'));
     const edu = devices.indexOf('edu');
     t.ok(edu > net && net >= 0, `${p.name}: edu after the network card`);
@@ -149,4 +158,38 @@ t.test('the PASID VT-d profile: scalable mode with PASID and the pasid-dma devic
   t.ok(opt(a, '-device').includes('pasid-dma'), 'the device on the root bus (an RCiEP: PASID needs End-End TLP prefixes up to the root)');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22 has no device 'pasid-dma'" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-httu, on our QEMU only', async (t) => {
+  const p = getProfile('smmuv3-dirty');
+  t.equal(p.qemu, 'built');
+  t.equal(p.arch, 'arm64');
+  const arm = { ...base, arch: ARCHES.arm64, qemu: fixtureQemu('10.2.2-built-aarch64', 'built'), kernel: '/k/Image' };
+  const a = qemuArgs({ ...arm, profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-machine')[0], 'virt,gic-version=3', 'no machine SMMU: QEMU 10.2 makes iommu=smmuv3 nested, which x-httu refuses');
+  t.equal(opt(a, '-device')[0], 'arm-smmuv3,primary-bus=pcie.0,x-httu=on');
+  t.same(resolveProfile(p, fixtureQemu('7.2.22-aarch64').caps), { ok: false, why: "QEMU 7.2.22 has no device 'arm-smmuv3'" }, 'the host QEMU cannot express it');
+  const unpatched = fixtureQemu('10.2.2-built-aarch64').caps;
+  const props = { ...unpatched.props, 'device:arm-smmuv3': unpatched.props['device:arm-smmuv3']!.filter((x) => x !== 'x-httu') };
+  t.same(resolveProfile(p, { ...unpatched, props }), { ok: false, why: "QEMU 10.2.2's arm-smmuv3 has no property x-httu" }, 'a 10.2 without our series cannot either');
+});
+
+t.test('the dirty-tracking AMD-Vi profile: dma-remap and x-hd, on our QEMU only', async (t) => {
+  const p = getProfile('amd-iommu-dirty');
+  t.equal(p.qemu, 'built');
+  t.ok(DEFAULT_PROFILES.includes(p.name), 'in the default matrix');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'amd-iommu,intremap=on,dma-remap=on,x-hd=on');
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's amd-iommu has no property dma-remap" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('a profile names the patches behind its hardware, and they are in our series', async (t) => {
+  const series = readSeries(repoPath('images', 'qemu', 'patches')).patches;
+  const emulated = PROFILES.filter((p) => p.emulatedBy);
+  t.ok(emulated.length >= 1, 'at least the VT-d dirty-tracking profile');
+  for (const p of emulated) {
+    t.equal(p.qemu, 'built', `${p.name}: hardware only our QEMU emulates runs on our QEMU`);
+    for (const patch of p.emulatedBy!) t.ok(series.includes(patch), `${p.name}: ${patch} is in images/qemu/patches/series`);
+  }
+  for (const p of PROFILES.filter((x) => x.qemu === 'built')) t.ok(p.emulatedBy?.length, `${p.name} runs on our QEMU and names why`);
 });

@@ -1,8 +1,8 @@
 import t from 'tap';
-import { existsSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withLock } from '../../images/rootfs/build.js';
+import { withLock } from '../../base/lock.js';
 import { HarnessError } from '../../base/errors.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'vfioc-lock-'));
@@ -42,4 +42,29 @@ t.test('a held lock is waited for up to the deadline; a stale one is taken over'
 
   await t.rejects(withLock(lock, async () => { throw new Error('work failed'); }), /work failed/);
   t.notOk(existsSync(lock), 'released after a failure too');
+});
+
+t.test('the lock names its holder; a holder on this host that is gone is taken over at once', async (t) => {
+  const d = tmp();
+  const lock = join(d, 'lock');
+  const seen = await withLock(lock, async () => readFileSync(lock, 'utf8'));
+  t.equal(seen, `${process.pid} ${hostname()}\n`, 'pid and host written while held');
+
+  // a pid that cannot be alive: above the kernel's pid_max
+  writeFileSync(lock, `4194305 ${hostname()}\n`);
+  const t0 = Date.now();
+  t.equal(await withLock(lock, async () => 'taken', { timeoutMs: 5000, staleMs: 60_000, pollMs: 1000 }), 'taken');
+  t.ok(Date.now() - t0 < 500, 'no waiting for a dead holder');
+});
+
+t.test('a live holder, or one on another host, is waited for and named', async (t) => {
+  const d = tmp();
+  const lock = join(d, 'lock');
+  for (const holder of [`${process.ppid} ${hostname()}`, `1 another-host.example`]) {
+    writeFileSync(lock, `${holder}\n`);
+    const said: string[] = [];
+    await t.rejects(withLock(lock, async () => 1, { timeoutMs: 250, staleMs: 60_000, pollMs: 50, waiting: (h) => said.push(h) }),
+      new RegExp(`held by pid ${holder.split(' ')[0]} on ${holder.split(' ')[1]}`));
+    t.same(said, [`pid ${holder.split(' ')[0]} on ${holder.split(' ')[1]}`], 'the wait is said once');
+  }
 });
