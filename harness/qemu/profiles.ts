@@ -96,6 +96,23 @@ export const PROFILES: Profile[] = [
     emulatedBy: ['0001-intel_iommu-second-stage-accessed-dirty.patch'],
   },
   {
+    name: 'intel-iommu-pasid',
+    arch: 'x86_64',
+    description: 'Intel VT-d in scalable mode with PASID, and pasid-dma: a PCIe DMA engine whose transfers carry a PASID, emulated by our QEMU',
+    machine: Q35_SPLIT,
+    // pasid-dma: images/qemu/patches/0004 (a PASID's IOMMU address space for a PCI device) and 0005 (the
+    // device, an RCiEP on pcie.0 with the PASID capability). x-pasid-mode gives ECAP.PSS = 7 (8 bits).
+    // No arm64 twin: QEMU 10.2's SMMUv3 has no substream IDs (IDR1.SSIDSIZE 0, an STE with S1CDMAX != 0 is
+    // refused as a bad STE in hw/arm/smmuv3.c), so the kernel sees max_pasids 0 behind it.
+    iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on', ['scalable-mode=on', 'x-scalable-mode=on'], ['pasid-bits=8', 'x-pasid-mode=on']] }],
+    cmdline: ['intel_iommu=on,sm_on'],
+    expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
+    vfioPci: true,
+    devices: [EDU, { type: 'pasid-dma' }],
+    qemu: 'built',
+    emulatedBy: ['0004-pci-intel_iommu-address-space-per-PASID.patch', '0005-hw-misc-pasid-dma-test-device.patch'],
+  },
+  {
     name: 'amd-iommu',
     arch: 'x86_64',
     description: 'AMD-Vi with interrupt remapping',

@@ -8,6 +8,7 @@ import { HarnessError } from '../../base/errors.js';
 import { createMtty, removeMtty } from '../migration/devices.js';
 import { Checks } from '../migration/steps.js';
 import { IOMMUFD, MOCK, Iommufd, errOf, mockUnavailable, outcome, type MockDev } from '../dirty/api.js';
+import { DEVICE_LISTED, deviceCases, setupDevice, teardownDevice, type DeviceState } from './device-cases.js';
 
 /**
  * PASID attach / replace / detach (vfio-uapi.md §3). On kernels with VFIO_DEVICE_ATTACH_PASID (7.2)
@@ -15,7 +16,9 @@ import { IOMMUFD, MOCK, Iommufd, errOf, mockUnavailable, outcome, type MockDev }
  * 20 PASID bits) through the selftest PASID ops, which call iommufd_device_attach/replace/detach
  * with a PASID exactly as vfio-pci's pasid_attach_ioas does; and at the VFIO layer on mtty, a device
  * without PASID ops. On kernels without it (6.12) every case is "expected unsupported" and asserts
- * that the kernel refuses the flag.
+ * that the kernel refuses the flag. The pasid/device/* cases (./device-cases.ts) prove the success
+ * paths through vfio-pci on our QEMU's PASID DMA device, with its PASID-tagged DMA; each result's
+ * device says where it ran (fingerprint.ranOn: iommufd-mock, mtty or device).
  */
 
 const VFIO_ATTACH_PASID = 1; // VFIO_DEVICE_ATTACH_PASID / VFIO_DEVICE_DETACH_PASID
@@ -49,6 +52,8 @@ export interface PasidState {
   mtty?: { dev: number; ioas: number; iommufd: number };
   mttyError?: string;
   uuids: string[];
+  /** the PASID DMA device (pasid/device/* cases), or why not */
+  device: DeviceState;
 }
 
 type Case = CaseDef<PasidState>;
@@ -302,7 +307,7 @@ export const pasidSuite: Suite<PasidState> = {
   name: 'pasid',
   async setup(target: Target, agent: AgentClient) {
     const uapi = agent.hello?.uapi ?? {};
-    const state: PasidState = { agent, uuids: [], mode: { kind: 'unsupported', probes: {} } };
+    const state: PasidState = { agent, uuids: [], mode: { kind: 'unsupported', probes: {} }, device: { kind: 'absent', why: 'not set up' } };
     try {
       const [m] = await createMtty(target, 'mtty-1', 1);
       state.uuids = [m!.uuid];
@@ -318,16 +323,21 @@ export const pasidSuite: Suite<PasidState> = {
     if (!uapi.attach_pasid) state.mode = await probeUnsupported(agent, state.mtty, mockWhy);
     else if (!mockWhy) state.mode = await setupSupported(agent);
     else state.mode = { kind: 'unsupported', probes: {} };
-    const mockDev: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST (MOCK_FLAGS_DEVICE_PASID)', fingerprint: { attachPasidUapi: !!uapi.attach_pasid, ...(state.mode.kind === 'unsupported' ? { probes: state.mode.probes } : {}) } };
-    const mttyDev: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1', fingerprint: { instance: state.uuids[0] } };
+    const mockDev: DeviceInfo = { driver: 'iommufd_mock', class: 'none', id: 'IOMMUFD_TEST (MOCK_FLAGS_DEVICE_PASID)', fingerprint: {
+      ranOn: 'iommufd-mock', attachPasidUapi: !!uapi.attach_pasid, ...(state.mode.kind === 'unsupported' ? { probes: state.mode.probes } : {}) } };
+    const mttyDev: DeviceInfo = { driver: 'mtty', class: 'sample', id: 'mtty-1', fingerprint: { ranOn: 'mtty', instance: state.uuids[0] } };
+    const dev = await setupDevice(target, agent, !!uapi.attach_pasid);
+    state.device = dev.state;
     const profile = target.facts.profile ?? target.name;
-    const emulatedWhy = `a successful PASID attach through VFIO needs a vfio-pci device with the PASID capability behind a PASID-capable IOMMU; profile '${profile}' has none (QEMU's edu has no PASID capability: the dma suite's dma/pasid/* cases check how vfio-pci treats such a device)`;
+    const emulatedWhy = `the successful PASID attach through VFIO is tested by the pasid/device/* cases, on our QEMU's PASID DMA `
+      + `device (profile intel-iommu-pasid; this is '${profile}'); QEMU's edu has no PASID capability: the dma suite's `
+      + 'dma/pasid/* cases check how vfio-pci treats such a device';
     const mock = mockCases(mockDev);
     // With the uAPI present, every case (VFIO ones too) runs against the mock-backed setup.
     const vfio = vfioCases(mttyDev, emulatedWhy);
-    return { state, cases: [...(mockWhy ? skipCases(mock, mockWhy) : mock), ...(mockWhy && uapi.attach_pasid ? skipCases(vfio, mockWhy) : vfio)] };
+    return { state, cases: [...(mockWhy ? skipCases(mock, mockWhy) : mock), ...(mockWhy && uapi.attach_pasid ? skipCases(vfio, mockWhy) : vfio), ...deviceCases(dev.device)] };
   },
-  list: () => [...mockCases(MOCK_LISTED), ...vfioCases(MOCK_LISTED, '')].map((c) => ({ id: c.id, known: 'static' as const })),
+  list: () => [...mockCases(MOCK_LISTED), ...vfioCases(MOCK_LISTED, ''), ...deviceCases(DEVICE_LISTED)].map((c) => ({ id: c.id, known: 'static' as const })),
   async teardown(state, target, agent) {
     if (state.mode.kind === 'supported') await state.mode.fd.close();
     if (state.mtty) {
@@ -335,5 +345,6 @@ export const pasidSuite: Suite<PasidState> = {
       await agent.request('close', { fd: state.mtty.iommufd });
     }
     if (state.uuids.length) await removeMtty(target, state.uuids).catch(() => undefined);
+    await teardownDevice(state.device, agent);
   },
 };

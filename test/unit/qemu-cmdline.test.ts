@@ -22,8 +22,9 @@ function builtQemu(): typeof qemu {
     ...caps.props,
     'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'],
     'device:amd-iommu': [...caps.props['device:amd-iommu']!, 'dma-remap', 'x-hd'],
+    'device:pasid-dma': [],
   };
-  return { ...qemu, origin: 'built', caps: { ...caps, props } };
+  return { ...qemu, origin: 'built', caps: { ...caps, devices: [...caps.devices, 'pasid-dma'], props } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -147,6 +148,16 @@ t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching 
   t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the PASID VT-d profile: scalable mode with PASID and the pasid-dma device, on our QEMU only', async (t) => {
+  const p = getProfile('intel-iommu-pasid');
+  t.equal(p.qemu, 'built');
+  const a = qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' });
+  t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,caching-mode=on,x-scalable-mode=on,x-pasid-mode=on');
+  t.ok(opt(a, '-device').includes('pasid-dma'), 'the device on the root bus (an RCiEP: PASID needs End-End TLP prefixes up to the root)');
+  t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
+  t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22 has no device 'pasid-dma'" }, 'an unpatched QEMU cannot express it');
 });
 
 t.test('the dirty-tracking SMMUv3 profile: a user-created stage 1 SMMUv3 with x-httu, on our QEMU only', async (t) => {
