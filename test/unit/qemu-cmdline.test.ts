@@ -1,6 +1,6 @@
 import t from 'tap';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
-import { PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
+import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
 import { fixtureQemu } from '../helpers/qemu-caps.js';
@@ -16,7 +16,8 @@ function opt(args: string[], name: string): string[] {
 /** The 7.2 fixture with what our patch series adds to intel-iommu: what a built QEMU lists. */
 function builtQemu(): typeof qemu {
   const caps = qemu.caps;
-  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'] } } };
+  const net = [...caps.props['device:virtio-net-pci']!, 'sriov-pf', 'x-admin-vq'];
+  return { ...qemu, origin: 'built', caps: { ...caps, props: { ...caps.props, 'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'], 'device:virtio-net-pci': net } } };
 }
 const qemuFor = (p: { qemu?: 'built' }) => (p.qemu === 'built' ? builtQemu() : qemu);
 
@@ -139,4 +140,20 @@ t.test('the dirty-tracking VT-d profile: scalable mode with x-ssads, no caching 
   t.equal(opt(a, '-device')[0], 'intel-iommu,intremap=on,x-scalable-mode=on,x-ssads=on');
   t.match(opt(a, '-append')[0], /intel_iommu=on,sm_on/);
   t.same(resolveProfile(p, qemu.caps), { ok: false, why: "QEMU 7.2.22's intel-iommu has no property x-ssads" }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with the admin queue, on our QEMU only', async (t) => {
+  const p = getProfile('virtio-vf');
+  t.equal(p.qemu, 'built');
+  const devices = opt(qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' }), '-device');
+  const at = (re: RegExp) => devices.findIndex((d) => re.test(d));
+  const port = at(/^pcie-root-port,id=vfrp,/);
+  const vfs = devices.filter((d) => /^virtio-net-pci,bus=vfrp,addr=0\.[12],sriov-pf=vfpf$/.test(d));
+  const pf = at(/^virtio-net-pci,id=vfpf,bus=vfrp,addr=0\.0,x-admin-vq=on$/);
+  t.ok(port >= 0 && pf > port, 'the PF sits behind the root port');
+  t.equal(vfs.length, 2, 'two VFs naming the PF');
+  t.ok(vfs.every((v) => devices.indexOf(v) < pf), 'QEMU collects the VFs when the PF is realized: they come first');
+  t.same(p.guestDevices, ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2']);
+  t.notOk(DEFAULT_PROFILES.includes('virtio-vf'), 'a profile that binds devices in its guest runs when named');
+  t.match(resolveProfile(p, qemu.caps), { ok: false, why: /virtio-net-pci has no property (sriov-pf|x-admin-vq)/ }, 'an unpatched QEMU cannot express it');
 });
