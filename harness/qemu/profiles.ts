@@ -50,10 +50,11 @@ const Q35_SPLIT: QemuOption = { type: 'q35', props: ['kernel-irqchip=split'] };
  * QEMU wants the VFs first and the PF after them; the VFs' function numbers follow the PF's.
  */
 const VIRTIO_VF_DEVICES: QemuOption[] = [
-  { type: 'pcie-root-port', props: ['id=vfrp', 'chassis=8'] },
-  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.1', 'sriov-pf=vfpf'] },
-  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.2', 'sriov-pf=vfpf'] },
-  { type: 'virtio-net-pci', props: ['id=vfpf', 'bus=vfrp', 'addr=0.0', 'x-admin-vq=on'] },
+  // SeaBIOS sizes the port's window for the PF's BARs only; the VFs' BARs need room of their own.
+  { type: 'pcie-root-port', props: ['id=vfrp', 'chassis=8', 'pref64-reserve=64M'] },
+  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.1', 'sriov-pf=vfpf', 'romfile='] },
+  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.2', 'sriov-pf=vfpf', 'romfile='] },
+  { type: 'virtio-net-pci', props: ['id=vfpf', 'bus=vfrp', 'addr=0.0', 'x-admin-vq=on', 'romfile='] },
 ];
 
 export const PROFILES: Profile[] = [

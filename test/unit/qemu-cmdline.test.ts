@@ -148,8 +148,8 @@ t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with
   const devices = opt(qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' }), '-device');
   const at = (re: RegExp) => devices.findIndex((d) => re.test(d));
   const port = at(/^pcie-root-port,id=vfrp,/);
-  const vfs = devices.filter((d) => /^virtio-net-pci,bus=vfrp,addr=0\.[12],sriov-pf=vfpf$/.test(d));
-  const pf = at(/^virtio-net-pci,id=vfpf,bus=vfrp,addr=0\.0,x-admin-vq=on$/);
+  const vfs = devices.filter((d) => /^virtio-net-pci,bus=vfrp,addr=0\.[12],sriov-pf=vfpf,romfile=$/.test(d));
+  const pf = at(/^virtio-net-pci,id=vfpf,bus=vfrp,addr=0\.0,x-admin-vq=on,romfile=$/);
   t.ok(port >= 0 && pf > port, 'the PF sits behind the root port');
   t.equal(vfs.length, 2, 'two VFs naming the PF');
   t.ok(vfs.every((v) => devices.indexOf(v) < pf), 'QEMU collects the VFs when the PF is realized: they come first');
