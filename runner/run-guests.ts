@@ -12,6 +12,7 @@ import { getArch } from '../harness/arch.js';
 import { runScope } from './scope.js';
 import { bundleRootfs } from './bundle.js';
 import { eachLimit } from './pool.js';
+import { bindGuestDevices } from './guest-devices.js';
 
 /**
  * Build the kernel under test (cached) or take it from a bundle, boot it behind each profile's
@@ -74,6 +75,14 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
           logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: o.bootTimeoutMs,
           memMiB: machine.memMiB, smp: machine.smp, qemuArgs: machine.qemuArgs, facts, clientQemu: machine.clientQemu,
         });
+        if (profile.guestDevices) {
+          try {
+            await bindGuestDevices(guest, profile.guestDevices, (l) => ev.progress(`${profile.name}: ${l}`));
+          } catch (e) {
+            await guest.close();
+            throw e;
+          }
+        }
         // The report plots boot time per profile from these.
         if (guest.timing.sshMs !== undefined) rec.writer.updateRun({ boots: [...(rec.writer.run.boots ?? []), { profile: profile.name, ms: guest.timing.sshMs }] });
         return guest;

@@ -20,8 +20,9 @@ export const SCHEMA_VERSION = 1;
 export type Status = 'pass' | 'fail' | 'error' | 'skip' | 'expected-unsupported' | 'warning' | 'blocked';
 export const STATUSES: readonly Status[] = ['pass', 'fail', 'error', 'skip', 'expected-unsupported', 'warning', 'blocked'];
 
-export type DeviceClass = 'real' | 'sample' | 'emulated' | 'none';
-export const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'sample', 'emulated', 'none'];
+/** variant: a vfio-pci variant driver (virtio_vfio_pci ...) on a device our QEMU emulates */
+export type DeviceClass = 'real' | 'variant' | 'sample' | 'emulated' | 'none';
+export const DEVICE_CLASSES: readonly DeviceClass[] = ['real', 'variant', 'sample', 'emulated', 'none'];
 
 export const DeviceInfoShape = object({
   /** mtty, vfio-pci, mlx5_vfio_pci ... ; 'none' for cases that need no device (kselftest, mock) */

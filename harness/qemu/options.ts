@@ -19,6 +19,8 @@ const nameOf = (prop: string): string => prop.split('=')[0]!;
  * is the accelerator's property, which -machine forwards to it (QEMU's accel-compat options).
  */
 const UNLISTED = new Set(['machine:kernel-irqchip']);
+/** qdev's own options, which no `-device T,help` lists: a device's name and the bus it sits on */
+const QDEV_OPTIONS = new Set(['id', 'bus']);
 
 export function renderOption(kind: 'machine' | 'device', o: QemuOption, caps: QemuCaps): Rendered {
   const known = kind === 'machine' ? caps.machines : caps.devices;
@@ -33,7 +35,8 @@ export function renderOption(kind: 'machine' | 'device', o: QemuOption, caps: Qe
       continue;
     }
     const alternatives = typeof p === 'string' ? [p] : p;
-    const chosen = alternatives.find((a) => props.includes(nameOf(a)) || UNLISTED.has(`${kind}:${nameOf(a)}`));
+    const chosen = alternatives.find((a) => props.includes(nameOf(a)) || UNLISTED.has(`${kind}:${nameOf(a)}`)
+      || (kind === 'device' && QDEV_OPTIONS.has(nameOf(a))));
     if (!chosen) {
       return { ok: false, why: `QEMU ${caps.version}'s ${o.type} has no property ${alternatives.map(nameOf).join(' or ')}` };
     }

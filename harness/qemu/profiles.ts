@@ -37,12 +37,30 @@ export interface Profile {
    * recorded with its results, so an emulated capability is never taken for hardware or for stock QEMU.
    */
   emulatedBy?: string[];
+  /**
+   * Devices to bind inside the guest once it is up, as `--device` spells them for a lab host
+   * (harness/devices): the suites then drive them as a lab host's devices, and the bindings are
+   * put back before the guest goes down.
+   */
+  guestDevices?: string[];
 }
 
 /** QEMU's educational PCI device (1234:11e8): a DMA engine the suites drive through vfio-pci. */
 const EDU: QemuOption = { type: 'edu' };
 /** q35 with the IOAPIC in QEMU: VT-d and AMD-Vi interrupt remapping need the split irqchip. */
 const Q35_SPLIT: QemuOption = { type: 'q35', props: ['kernel-irqchip=split'] };
+/**
+ * A virtio-net SR-IOV PF with the virtio administration virtqueue and two VFs behind one root port
+ * (images/qemu/patches/0006-0008): the guest's virtio_vfio_pci migrates the VFs through the PF.
+ * QEMU wants the VFs first and the PF after them; the VFs' function numbers follow the PF's.
+ */
+const VIRTIO_VF_DEVICES: QemuOption[] = [
+  // SeaBIOS sizes the port's window for the PF's BARs only; the VFs' BARs need room of their own.
+  { type: 'pcie-root-port', props: ['id=vfrp', 'chassis=8', 'pref64-reserve=64M'] },
+  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.1', 'sriov-pf=vfpf', 'romfile='] },
+  { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.2', 'sriov-pf=vfpf', 'romfile='] },
+  { type: 'virtio-net-pci', props: ['id=vfpf', 'bus=vfrp', 'addr=0.0', 'x-admin-vq=on', 'romfile='] },
+];
 
 export const PROFILES: Profile[] = [
   {
@@ -111,6 +129,21 @@ export const PROFILES: Profile[] = [
     devices: [EDU, { type: 'pasid-dma' }],
     qemu: 'built',
     emulatedBy: ['0004-pci-intel_iommu-address-space-per-PASID.patch', '0005-hw-misc-pasid-dma-test-device.patch'],
+  },
+  {
+    name: 'virtio-vf',
+    arch: 'x86_64',
+    description: 'Intel VT-d and a virtio-net SR-IOV PF with the virtio admin virtqueue (our QEMU): two VFs bound to virtio_vfio_pci, a vfio-pci variant driver migrating',
+    machine: Q35_SPLIT,
+    iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on'] }],
+    cmdline: ['intel_iommu=on'],
+    expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
+    vfioPci: true,
+    devices: [EDU, ...VIRTIO_VF_DEVICES],
+    // the only bridge in the machine: the guest numbers its bus 1
+    guestDevices: ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2'],
+    qemu: 'built',
+    emulatedBy: ['0006-virtio-pci-admin-virtqueue.patch', '0007-virtio-pci-device-parts.patch', '0008-virtio-net-device-parts.patch'],
   },
   {
     name: 'amd-iommu',
@@ -193,7 +226,8 @@ export const PROFILES: Profile[] = [
   },
 ];
 
-export const DEFAULT_PROFILES = PROFILES.filter((p) => p.arch === 'x86_64').map((p) => p.name);
+/** A profile that binds devices in its guest (a variant driver's own profile) runs when named. */
+export const DEFAULT_PROFILES = PROFILES.filter((p) => p.arch === 'x86_64' && !p.guestDevices).map((p) => p.name);
 
 export function getProfile(name: string): Profile {
   const p = PROFILES.find((x) => x.name === name);

@@ -16,6 +16,7 @@ import { freePort } from './net.js';
 import { onShutdown } from '../../base/shutdown.js';
 import type { ClientQemu, Target } from './target.js';
 import type { ConsoleFault } from '../../base/results/schema.js';
+import type { BoundDevice } from '../devices/manager.js';
 
 export const READY_MARKER = 'vfio-conformance: ready';
 
@@ -67,6 +68,10 @@ export class QemuGuest implements Target {
   readonly argv: string[];
   /** QMP control socket of this QEMU (for tools and for the real-client suite) */
   qmpSocket?: string;
+  /** devices the device manager bound inside this guest (a profile's guestDevices), for the suites */
+  devices?: BoundDevice[];
+  /** run before the guest goes down: putting back what the device manager changed */
+  private readonly closing: (() => Promise<unknown>)[] = [];
   /** milliseconds from QEMU start to the ready line, and to the first SSH session */
   readonly timing: { readyMs?: number; sshMs?: number } = {};
   private ssh?: SshSession;
@@ -217,7 +222,15 @@ export class QemuGuest implements Target {
     return !this.isAlive();
   }
 
+  /** Run `fn` when the guest is closed, while its SSH session is still up (in reverse order). */
+  onClose(fn: () => Promise<unknown>): void {
+    this.closing.unshift(fn);
+  }
+
   async close(): Promise<void> {
+    for (const fn of this.closing.splice(0)) {
+      if (this.isAlive()) await fn().catch(() => undefined);
+    }
     try { this.ssh?.close(); } catch { /* connection already gone */ }
     if (this.isAlive()) {
       this.child.kill('SIGTERM');

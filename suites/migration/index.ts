@@ -7,6 +7,7 @@ import type { DeviceInfo } from '../../base/results/schema.js';
 import { createMtty, fingerprint, mttyInfo, openCdev, pciKind, removeMtty, type Fingerprint } from './devices.js';
 import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';
+import { virtioNetPersonality } from './virtio-net.js';
 import { readAll } from './steps.js';
 import { State, VALID_FLAG_SETS, flagsName } from './model.js';
 
@@ -93,8 +94,10 @@ const NO_STATE: SuiteState = { pairs: [], uuids: [] };
  */
 async function realDeviceSetup(target: Target, agent: AgentClient): Promise<SetupResult<SuiteState>> {
   const [a, b = a] = target.devices! as [NonNullable<Target['devices']>[number], NonNullable<Target['devices']>[number] | undefined];
+  // A guest's devices are emulated by our QEMU and driven by the kernel's variant driver.
+  const cls = target.kind === 'qemu' ? 'variant' : 'real';
   const info = (d: typeof a, fp?: Fingerprint | { unavailable: string }): DeviceInfo => ({
-    driver: d!.driver, class: 'real', id: pciKind(d!), fingerprint: { bdf: d!.bdf, ...(fp ?? {}) },
+    driver: d!.driver, class: cls, id: pciKind(d!), fingerprint: { bdf: d!.bdf, ...(fp ?? {}) },
   });
   if (!a!.cdev) {
     const why = `${a!.bdf} (${a!.driver}) has no VFIO cdev (/dev/vfio/devices): bind it to vfio-pci or a VFIO variant driver`;
@@ -114,7 +117,8 @@ async function realDeviceSetup(target: Target, agent: AgentClient): Promise<Setu
   await src.reset();
   if (dst !== src) await dst.reset();
   const device = info(a, fp);
-  const pair = pairState(agent, { src, dst, srcPath: a!.cdev, dstPath: b!.cdev! }, fp, device);
+  const personality = a!.driver === 'virtio_vfio_pci' ? virtioNetPersonality() : undefined;
+  const pair = pairState(agent, { src, dst, srcPath: a!.cdev, dstPath: b!.cdev! }, fp, device, personality);
   return { state: { pairs: [pair], uuids: [] }, cases: onPair(0, migrationCases(fp.migrationFlags, device)) };
 }
 

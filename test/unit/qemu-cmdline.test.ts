@@ -23,6 +23,7 @@ function builtQemu(): typeof qemu {
     'device:intel-iommu': [...caps.props['device:intel-iommu']!, 'x-ssads'],
     'device:amd-iommu': [...caps.props['device:amd-iommu']!, 'dma-remap', 'x-hd'],
     'device:pasid-dma': [],
+    'device:virtio-net-pci': [...caps.props['device:virtio-net-pci']!, 'sriov-pf', 'x-admin-vq'],
   };
   return { ...qemu, origin: 'built', caps: { ...caps, devices: [...caps.devices, 'pasid-dma'], props } };
 }
@@ -192,4 +193,20 @@ t.test('a profile names the patches behind its hardware, and they are in our ser
     for (const patch of p.emulatedBy!) t.ok(series.includes(patch), `${p.name}: ${patch} is in images/qemu/patches/series`);
   }
   for (const p of PROFILES.filter((x) => x.qemu === 'built')) t.ok(p.emulatedBy?.length, `${p.name} runs on our QEMU and names why`);
+});
+
+t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with the admin queue, on our QEMU only', async (t) => {
+  const p = getProfile('virtio-vf');
+  t.equal(p.qemu, 'built');
+  const devices = opt(qemuArgs({ ...base, qemu: builtQemu(), profile: p, accel: 'tcg' }), '-device');
+  const at = (re: RegExp) => devices.findIndex((d) => re.test(d));
+  const port = at(/^pcie-root-port,id=vfrp,/);
+  const vfs = devices.filter((d) => /^virtio-net-pci,bus=vfrp,addr=0\.[12],sriov-pf=vfpf,romfile=$/.test(d));
+  const pf = at(/^virtio-net-pci,id=vfpf,bus=vfrp,addr=0\.0,x-admin-vq=on,romfile=$/);
+  t.ok(port >= 0 && pf > port, 'the PF sits behind the root port');
+  t.equal(vfs.length, 2, 'two VFs naming the PF');
+  t.ok(vfs.every((v) => devices.indexOf(v) < pf), 'QEMU collects the VFs when the PF is realized: they come first');
+  t.same(p.guestDevices, ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2']);
+  t.notOk(DEFAULT_PROFILES.includes('virtio-vf'), 'a profile that binds devices in its guest runs when named');
+  t.match(resolveProfile(p, qemu.caps), { ok: false, why: /virtio-net-pci has no property (sriov-pf|x-admin-vq)/ }, 'an unpatched QEMU cannot express it');
 });

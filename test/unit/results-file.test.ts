@@ -237,7 +237,7 @@ t.test('read: missing and mistyped fields name their JSON path', async (t) => {
     ['results[3].status missing', (d) => { delete (d.results[3] as Partial<CaseResult>).status; }, /^results: results\[3\]\.status: expected one of pass\|fail\|error\|skip\|expected-unsupported\|warning\|blocked, missing$/],
     ['bad status', (d) => { (d.results[1] as { status: string }).status = 'ok'; }, /results\[1\]\.status: expected one of pass\|fail\|.*, got string "ok"/],
     ['device missing', (d) => { delete (d.results[0] as Partial<CaseResult>).device; }, /results\[0\]\.device: expected an object, missing/],
-    ['device class', (d) => { (d.results[2]!.device as { class: string }).class = 'virtual'; }, /results\[2\]\.device\.class: expected one of real\|sample\|emulated\|none/],
+    ['device class', (d) => { (d.results[2]!.device as { class: string }).class = 'virtual'; }, /results\[2\]\.device\.class: expected one of real\|variant\|sample\|emulated\|none/],
     ['fault line', (d) => { d.results[4]!.faults = [{ kind: 'oops', title: 'BUG', lines: ['a', 7 as unknown as string] }]; }, /results\[4\]\.faults\[0\]\.lines\[1\]: expected a string, got number 7/],
     ['artifact', (d) => { d.results[0]!.artifacts = { 'qemu cmdline': 3 as unknown as string }; }, /results\[0\]\.artifacts\["qemu cmdline"\]: expected a string/],
     ['durationMs', (d) => { (d.results[0] as { durationMs: unknown }).durationMs = '12'; }, /results\[0\]\.durationMs: expected a number, got string "12"/],

@@ -51,7 +51,7 @@ t.test('nested paths, odd keys and every problem at once', async (t) => {
   const bad = { ...full(), device: { driver: 1, class: 'virtual', id: 'x', modules: [{ name: 'm' }] }, artifacts: { 'qemu cmdline': 3 }, faults: [null] };
   t.same(problemsOf(CaseResultShape, bad, 'results[7]'), [
     'results[7].device.driver: expected a string, got number 1',
-    'results[7].device.class: expected one of real|sample|emulated|none, got string "virtual"',
+    'results[7].device.class: expected one of real|variant|sample|emulated|none, got string "virtual"',
     'results[7].device.modules[0].sha256: expected a string, missing',
     'results[7].faults[0]: expected an object, got null',
     'results[7].artifacts["qemu cmdline"]: expected a string (a path), got number 3',
