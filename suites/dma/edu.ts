@@ -7,6 +7,7 @@ import type { AgentClient } from '../../harness/agent/client.js';
 import { DeviceManager, type BoundDevice } from '../../harness/devices/manager.js';
 import type { Target } from '../../harness/target/target.js';
 import { HarnessError } from '../../base/errors.js';
+import { DeviceRegions } from './regions.js';
 
 export const EDU = {
   VENDOR: '0x1234',
@@ -85,17 +86,18 @@ export interface Transfer {
 
 /** Drives one opened edu (a vfio device fd) through BAR0. */
 export class EduEngine {
-  constructor(private readonly agent: AgentClient, readonly dev: number) {}
+  private readonly regs: DeviceRegions;
 
-  private async write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
-    const r = await this.agent.request('region_write', { dev: this.dev, index, offset, size, value });
-    if (!r.ok || r.n !== size) throw new HarnessError(`edu: region ${index} write 0x${offset.toString(16)} failed: ${r.err ?? `n=${String(r.n)}`}`);
+  constructor(agent: AgentClient, readonly dev: number) {
+    this.regs = new DeviceRegions(agent, dev, 'edu');
   }
 
-  private async read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
-    const r = await this.agent.request('region_read', { dev: this.dev, index, offset, size });
-    if (!r.ok || r.n !== size) throw new HarnessError(`edu: region ${index} read 0x${offset.toString(16)} failed: ${r.err ?? `n=${String(r.n)}`}`);
-    return r.value;
+  private write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
+    return this.regs.write(index, offset, size, value);
+  }
+
+  private read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
+    return this.regs.read(index, offset, size);
   }
 
   /** The identification register: 0xRRrr00ed (major, minor version). Proves BAR0 is reachable. */

@@ -8,6 +8,7 @@
 import type { AgentClient } from '../../harness/agent/client.js';
 import type { Target } from '../../harness/target/target.js';
 import { HarnessError } from '../../base/errors.js';
+import { DeviceRegions } from '../dma/regions.js';
 
 export const PDMA = {
   VENDOR: '0x1b36',
@@ -126,17 +127,18 @@ export interface CopyResult {
 
 /** Drives one opened pasid-dma (a vfio device fd) through BAR0. */
 export class PasidDmaEngine {
-  constructor(private readonly agent: AgentClient, readonly dev: number) {}
+  private readonly regs: DeviceRegions;
 
-  private async write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
-    const r = await this.agent.request('region_write', { dev: this.dev, index, offset, size, value });
-    if (!r.ok || r.n !== size) throw new HarnessError(`pasid-dma: region ${index} write 0x${offset.toString(16)} failed: ${r.err ?? `n=${String(r.n)}`}`);
+  constructor(agent: AgentClient, readonly dev: number) {
+    this.regs = new DeviceRegions(agent, dev, 'pasid-dma');
   }
 
-  async read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
-    const r = await this.agent.request('region_read', { dev: this.dev, index, offset, size });
-    if (!r.ok || r.n !== size) throw new HarnessError(`pasid-dma: region ${index} read 0x${offset.toString(16)} failed: ${r.err ?? `n=${String(r.n)}`}`);
-    return r.value;
+  private write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
+    return this.regs.write(index, offset, size, value);
+  }
+
+  read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
+    return this.regs.read(index, offset, size);
   }
 
   id(): Promise<number> {
