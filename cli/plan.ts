@@ -125,8 +125,9 @@ export const SCALE_HELP = `Subsets, shards, bundles (see 'vfio-conformance list'
   --plan HASH|FILE   refuse to run unless the plan is this one (its hash, or 'plan --json' output)
   --timings RUN      a previous run whose durations balance the shards (give every shard the same)
   --prepared DIR     boot from a bundle written by 'prepare --out DIR': build nothing
-  --jobs N|auto      up to N guests (profiles) at once (default auto: one per core, as many as
-                     the free memory holds; --jobs 1: one after the other). Same results either way.`;
+  --jobs N|auto      up to N guests (profiles) at once (default auto: one per core under KVM, one
+                     per two cores under TCG, as many as the free memory holds; the run says how
+                     many and why). --jobs 1: one after the other.`;
 
 export interface ScaleValues {
   case?: string[];

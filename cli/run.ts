@@ -14,16 +14,11 @@ import { labDryRun } from '../runner/run-lab.js';
 import { GUEST_FLAGS, guestOptions } from './guest-flags.js';
 import { QEMU_CHOICE_HELP } from '../runner/qemu-choice.js';
 import { SCALE_HELP, SCALE_OPTIONS, scopeOptions } from './plan.js';
-import { defaultJobs, parseJobs } from '../runner/pool.js';
-import { cpus, freemem } from 'node:os';
+import { parseJobs } from '../runner/pool.js';
 
-/**
- * --jobs N, or 'auto' (the default) for what the host's cores and memory allow: guests in parallel
- * give the same results as one after the other (bench --jobs-compare checks it) in less time.
- */
-function jobsOption(v: string | undefined): { jobs: number; why: string } {
-  if (v !== undefined && v !== 'auto') return { jobs: parseJobs(v), why: '--jobs' };
-  return defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: 2048 });
+/** --jobs N, or 'auto' (the default): decided by the runner once it knows KVM or TCG (runner/pool.ts). */
+function jobsOption(v: string | undefined): { jobs?: number; why?: string } {
+  return v !== undefined && v !== 'auto' ? { jobs: parseJobs(v), why: '--jobs' } : {};
 }
 
 const HELP = `vfio-conformance run [options]
@@ -100,7 +95,7 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     arch: v.arch,
     scope: scopeOptions(v),
     ...(v.prepared ? { prepared: v.prepared } : {}),
-    ...((j) => ({ jobs: j.jobs, jobsWhy: j.why }))(jobsOption(v.jobs)),
+    ...((j) => (j.jobs ? { jobs: j.jobs, jobsWhy: j.why } : {}))(jobsOption(v.jobs)),
     lab: v.target ? {
       address: v.target, devices: v.device ?? [], identity: v.identity, knownHosts: v['known-hosts'],
       acceptNewHostKey: v['accept-new-host-key'] ?? false, clientQemu: v.qemu,

@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import { QemuGuest } from '../harness/target/qemu-guest.js';
 import { qemuInfo } from '../harness/qemu/binary.js';
+import { cpus, freemem } from 'node:os';
 import { unexpressibleResults } from './qemu-choice.js';
 import { runProfile } from './run-cases.js';
 import { chooseProfiles, setUpGuests, type GuestSetup } from './guest-setup.js';
@@ -11,7 +12,7 @@ import type { RunOptions } from './run-options.js';
 import { getArch } from '../harness/arch.js';
 import { runScope } from './scope.js';
 import { bundleRootfs } from './bundle.js';
-import { eachLimit } from './pool.js';
+import { defaultJobs, eachLimit } from './pool.js';
 import { bindGuestDevices } from './guest-devices.js';
 
 /**
@@ -46,9 +47,11 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
     ...(g.bundle ? { prepared: g.bundle.dir } : {}),
   }), ev);
   if (scope.shard) ev.progress(`shard ${scope.shard.index}/${scope.shard.total} of plan ${scope.shard.planHash}: ${scope.shard.cells.join(' ') || 'no cells'}`);
-  const jobs = Math.min(o.jobs ?? 1, scope.cells.length || 1);
+  const auto = o.jobs ? undefined : defaultJobs({ cpus: cpus().length, availableMiB: Math.floor(freemem() / 2 ** 20), guestMiB: machine.memMiB ?? 2048, accel: accel.accel });
+  const jobs = Math.min(o.jobs ?? auto!.jobs, scope.cells.length || 1);
+  const why = o.jobs ? o.jobsWhy : auto!.why;
   ev.progress(`${p.kernel.release} on ${profiles.map((x) => x.name).join(', ')} (${accel.accel}); ` +
-    `${jobs === 1 ? 'one guest at a time' : `up to ${jobs} guests at once`}${o.jobsWhy ? ` (${o.jobsWhy})` : ''}; writing ${outDir}`);
+    `${jobs === 1 ? 'one guest at a time' : `up to ${jobs} guests at once`}${why ? ` (${why})` : ''}; writing ${outDir}`);
   const facts: Record<string, string> = { kernel: p.kernel.release };
   if (machine.clientQemu?.kind === 'rootfs') Object.assign(facts, { rootfs: machine.clientQemu.key, nestedQemu: machine.clientQemu.qemuVersion });
   // A driver developer's module is part of what was tested: every result names it.

@@ -48,7 +48,7 @@ export interface RunOptions extends GuestOptions {
   lab?: LabTargetOptions;
   /** a subset (--case/--exclude) or one shard of the plan (--shard I/N) */
   scope?: ScopeOptions;
-  /** profiles run at once (--jobs; 1 when not given here; the CLI's default is what the host allows) */
+  /** profiles run at once (--jobs); absent: what the host allows for the accel chosen (defaultJobs) */
   jobs?: number;
   /** why that many, said when the run starts */
   jobsWhy?: string;

@@ -24,10 +24,14 @@ t.test('eachLimit runs at most N at once, in order, and reports the first error 
 });
 
 t.test('default jobs: cores, unless memory holds fewer guests; never fewer than one', async (t) => {
-  t.equal(defaultJobs({ cpus: 2, availableMiB: 20_000, guestMiB: 2048 }).jobs, 2);
-  t.equal(defaultJobs({ cpus: 8, availableMiB: 8_000, guestMiB: 2048 }).jobs, 2, '(8000-1024)/2560 = 2');
-  t.match(defaultJobs({ cpus: 8, availableMiB: 8_000, guestMiB: 2048 }).why, /memory/);
-  t.equal(defaultJobs({ cpus: 4, availableMiB: 1_000, guestMiB: 6144 }).jobs, 1);
+  t.equal(defaultJobs({ cpus: 2, availableMiB: 20_000, guestMiB: 2048, accel: 'kvm' }).jobs, 2, 'KVM: one guest per core');
+  t.equal(defaultJobs({ cpus: 2, availableMiB: 20_000, guestMiB: 2048, accel: 'tcg' }).jobs, 1, 'TCG: one guest per two cores');
+  t.match(defaultJobs({ cpus: 2, availableMiB: 20_000, guestMiB: 2048, accel: 'tcg' }).why, /2 cores, two per TCG guest/);
+  t.equal(defaultJobs({ cpus: 8, availableMiB: 64_000, guestMiB: 2048, accel: 'tcg' }).jobs, 4);
+  t.equal(defaultJobs({ cpus: 8, availableMiB: 8_000, guestMiB: 2048, accel: 'kvm' }).jobs, 2, '(8000-1024)/2560 = 2');
+  t.match(defaultJobs({ cpus: 8, availableMiB: 8_000, guestMiB: 2048, accel: 'kvm' }).why, /memory/);
+  t.equal(defaultJobs({ cpus: 4, availableMiB: 1_000, guestMiB: 6144, accel: 'kvm' }).jobs, 1);
+  t.equal(defaultJobs({ cpus: 1, availableMiB: 20_000, guestMiB: 2048, accel: 'tcg' }).jobs, 1, 'never fewer than one');
   t.throws(() => parseJobs('0'), /--jobs '0': expected a whole number >= 1/);
   t.throws(() => parseJobs('two'), /expected a whole number/);
   t.equal(parseJobs('3'), 3);
