@@ -92,23 +92,15 @@ export class EduEngine {
     this.regs = new DeviceRegions(agent, dev, 'edu');
   }
 
-  private write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
-    return this.regs.write(index, offset, size, value);
-  }
-
-  private read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
-    return this.regs.read(index, offset, size);
-  }
-
   /** The identification register: 0xRRrr00ed (major, minor version). Proves BAR0 is reachable. */
   id(): Promise<number> {
-    return this.read(EDU.BAR0, EDU.REG_ID, 4);
+    return this.regs.read(EDU.BAR0, EDU.REG_ID, 4);
   }
 
   /** Memory decoding and bus mastering on: without bus mastering QEMU drops the device's DMA silently. */
   async enableBusMaster(): Promise<void> {
-    const cmd = await this.read(EDU.CONFIG, EDU.PCI_COMMAND, 2);
-    await this.write(EDU.CONFIG, EDU.PCI_COMMAND, 2, cmd | EDU.CMD_MEMORY | EDU.CMD_MASTER);
+    const cmd = await this.regs.read(EDU.CONFIG, EDU.PCI_COMMAND, 2);
+    await this.regs.write(EDU.CONFIG, EDU.PCI_COMMAND, 2, cmd | EDU.CMD_MEMORY | EDU.CMD_MASTER);
   }
 
   /**
@@ -123,10 +115,10 @@ export class EduEngine {
     const start = Date.now();
     await this.wait(timeoutMs, 'before programming');
     const buf = EDU.BUF + t.bufOffset;
-    await this.write(EDU.BAR0, EDU.REG_DMA_SRC, 8, t.toRam ? buf : t.iova);
-    await this.write(EDU.BAR0, EDU.REG_DMA_DST, 8, t.toRam ? t.iova : buf);
-    await this.write(EDU.BAR0, EDU.REG_DMA_COUNT, 8, t.count);
-    await this.write(EDU.BAR0, EDU.REG_DMA_CMD, 8, EDU.CMD_RUN | (t.toRam ? EDU.CMD_TO_RAM : 0));
+    await this.regs.write(EDU.BAR0, EDU.REG_DMA_SRC, 8, t.toRam ? buf : t.iova);
+    await this.regs.write(EDU.BAR0, EDU.REG_DMA_DST, 8, t.toRam ? t.iova : buf);
+    await this.regs.write(EDU.BAR0, EDU.REG_DMA_COUNT, 8, t.count);
+    await this.regs.write(EDU.BAR0, EDU.REG_DMA_CMD, 8, EDU.CMD_RUN | (t.toRam ? EDU.CMD_TO_RAM : 0));
     await this.wait(timeoutMs, 'after starting');
     return { ms: Date.now() - start };
   }
@@ -134,7 +126,7 @@ export class EduEngine {
   private async wait(timeoutMs: number, when: string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const cmd = await this.read(EDU.BAR0, EDU.REG_DMA_CMD, 8);
+      const cmd = await this.regs.read(EDU.BAR0, EDU.REG_DMA_CMD, 8);
       if (!(cmd & EDU.CMD_RUN)) return;
       if (Date.now() > deadline) throw new HarnessError(`edu: DMA engine still busy ${timeoutMs} ms ${when} a transfer (command register 0x${cmd.toString(16)})`);
       await new Promise((r) => setTimeout(r, 20));

@@ -133,21 +133,13 @@ export class PasidDmaEngine {
     this.regs = new DeviceRegions(agent, dev, 'pasid-dma');
   }
 
-  private write(index: number, offset: number, size: 2 | 4 | 8, value: number): Promise<void> {
-    return this.regs.write(index, offset, size, value);
-  }
-
-  read(index: number, offset: number, size: 2 | 4 | 8): Promise<number> {
-    return this.regs.read(index, offset, size);
-  }
-
   id(): Promise<number> {
-    return this.read(PDMA.BAR0, PDMA.REG_ID, 4);
+    return this.regs.read(PDMA.BAR0, PDMA.REG_ID, 4);
   }
 
   async enableBusMaster(): Promise<void> {
-    const cmd = await this.read(PDMA.CONFIG, PDMA.PCI_COMMAND, 2);
-    await this.write(PDMA.CONFIG, PDMA.PCI_COMMAND, 2, cmd | PDMA.CMD_MEMORY | PDMA.CMD_MASTER);
+    const cmd = await this.regs.read(PDMA.CONFIG, PDMA.PCI_COMMAND, 2);
+    await this.regs.write(PDMA.CONFIG, PDMA.PCI_COMMAND, 2, cmd | PDMA.CMD_MEMORY | PDMA.CMD_MASTER);
   }
 
   /**
@@ -157,17 +149,17 @@ export class PasidDmaEngine {
   async copy(src: number, dst: number, len: number, pasid?: number, timeoutMs = 10_000): Promise<CopyResult> {
     if (len <= 0 || len > PDMA.MAX_LEN) throw new HarnessError(`pasid-dma: transfer of ${len} bytes (1..${PDMA.MAX_LEN} allowed)`);
     const start = Date.now();
-    await this.write(PDMA.BAR0, PDMA.REG_STATUS, 4, 0xffff_ffff);
-    await this.write(PDMA.BAR0, PDMA.REG_SRC, 8, src);
-    await this.write(PDMA.BAR0, PDMA.REG_DST, 8, dst);
-    await this.write(PDMA.BAR0, PDMA.REG_LEN, 4, len);
-    await this.write(PDMA.BAR0, PDMA.REG_PASID, 4, pasid === undefined ? 0 : (PDMA.PASID_EN | pasid) >>> 0);
-    await this.write(PDMA.BAR0, PDMA.REG_CMD, 4, 1);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_STATUS, 4, 0xffff_ffff);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_SRC, 8, src);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_DST, 8, dst);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_LEN, 4, len);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_PASID, 4, pasid === undefined ? 0 : (PDMA.PASID_EN | pasid) >>> 0);
+    await this.regs.write(PDMA.BAR0, PDMA.REG_CMD, 4, 1);
     for (;;) {
-      const status = await this.read(PDMA.BAR0, PDMA.REG_STATUS, 4);
+      const status = await this.regs.read(PDMA.BAR0, PDMA.REG_STATUS, 4);
       if (!(status & PDMA.ST_BUSY) && status & PDMA.ST_DONE) {
-        const doneLen = await this.read(PDMA.BAR0, PDMA.REG_DONE_LEN, 4);
-        const errAddr = await this.read(PDMA.BAR0, PDMA.REG_ERR_ADDR, 8);
+        const doneLen = await this.regs.read(PDMA.BAR0, PDMA.REG_DONE_LEN, 4);
+        const errAddr = await this.regs.read(PDMA.BAR0, PDMA.REG_ERR_ADDR, 8);
         return { status, error: statusName(status), doneLen, errAddr, ms: Date.now() - start };
       }
       if (Date.now() - start > timeoutMs) throw new HarnessError(`pasid-dma: transfer not done after ${timeoutMs} ms (STATUS 0x${status.toString(16)})`);
