@@ -90,6 +90,7 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     // With --target, --qemu names the lab host's QEMU (a path there), not one to boot guests on here.
     ...guestOptions({ ...v, qemu: v.target ? undefined : v.qemu }, 90),
     suites: (v.suite ?? SUITES.map((s) => s.name)).map(getSuite),
+    suitesNamed: !!v.suite?.length,
     out: v.out,
     profiles: v.profile,
     arch: v.arch,
