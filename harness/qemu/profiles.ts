@@ -181,7 +181,8 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU],
     qemu: 'built',
-    emulatedBy: ['0002-amd_iommu-host-access-dirty.patch'],
+    // the fix: Linux's v1 table maps every aligned 2 MiB as one Next Level 0 entry, which QEMU mis-sized
+    emulatedBy: ['0002-amd_iommu-fix-the-page-size-of-default-size-large-pages.patch', '0002-amd_iommu-host-access-dirty.patch'],
     suites: ['iommu-dirty', 'dma'],
   },
   {
