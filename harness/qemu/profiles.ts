@@ -138,7 +138,8 @@ export const PROFILES: Profile[] = [
   {
     name: 'virtio-vf',
     arch: 'x86_64',
-    description: 'Intel VT-d and a virtio-net SR-IOV PF with the virtio admin virtqueue (our QEMU): two VFs bound to virtio_vfio_pci, a vfio-pci variant driver migrating; a third VF behind a PF without the queue, which does not',
+    description: 'Intel VT-d and a virtio-net SR-IOV PF with the virtio admin virtqueue (our QEMU): two VFs bound to '
+      + 'virtio_vfio_pci, a vfio-pci variant driver migrating; a third VF behind a PF without the queue, which does not',
     machine: Q35_SPLIT,
     iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on'] }],
     cmdline: ['intel_iommu=on'],

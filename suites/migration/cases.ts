@@ -288,7 +288,8 @@ async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean
   await closeFd(ctx.agent, rfd);
   await s.src.reset();
   await s.dst.reset();
-  return outcome(c, obs, { write: 'OK', resumingToRunning: 'OK', resaveIdentical: true, bytes: opts.focus === 'state' ? 'any' : 'MIG_DATA_SIZE', ...(s.personality ? { deviceState: 'matches' } : {}) });
+  const bytes = opts.focus === 'state' ? 'any' : 'MIG_DATA_SIZE';
+  return outcome(c, obs, { write: 'OK', resumingToRunning: 'OK', resaveIdentical: true, bytes, ...(s.personality ? { deviceState: 'matches' } : {}) });
 }
 
 function streamCases(device: DeviceInfo, flags: number): Case[] {

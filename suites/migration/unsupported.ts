@@ -41,7 +41,8 @@ export async function noMigrationCases<S>(agent: AgentClient, extra: BoundDevice
         if (errno !== NO_MIGRATION_ERRNO) {
           return { status: 'fail', reason: `${d.bdf} (${d.driver}): VFIO_DEVICE_FEATURE_MIGRATION gave ${errno}, not ${NO_MIGRATION_ERRNO} (a device without migration ops)`, observed, expected };
         }
-        return { status: 'expected-unsupported', reason: `${d.bdf} (${d.driver}): the driver offers no migration on this device: VFIO_DEVICE_FEATURE_MIGRATION gave ${errno}`, observed, expected };
+        const reason = `${d.bdf} (${d.driver}): the driver offers no migration on this device: VFIO_DEVICE_FEATURE_MIGRATION gave ${errno}`;
+        return { status: 'expected-unsupported', reason, observed, expected };
       },
     }];
   }

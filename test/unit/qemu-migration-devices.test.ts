@@ -485,7 +485,8 @@ t.test('plans with the drivers\' answers: the migrating pair first, the refusing
   t.same(bdfs(planReal([V1, V2, V3], 'wrong-type', 'container', answers, true)), [V1.bdf, 'mtty-1'], 'an mtty instance where the target has mtty');
   t.match(bdfs(planReal([V1, V2, V3], 'wrong-type', 'container', answers, false)), /^needs two devices of different vendor:device/, 'a lab host has no mtty to offer');
   t.same(bdfs(planReal([V1, NIC], 'wrong-type', 'container', new Map(), true)), [V1.bdf, NIC.bdf], 'a device of another kind is preferred to mtty');
-  t.same(bdfs(planReal([A, B], 'pair', 'container', new Map([[A.bdf, 'ENOTTY'], [B.bdf, 'ENOTTY']]))), [A.bdf, B.bdf], 'with no device that migrates, the pair still runs: QEMU\'s refusal is the answer');
+  const none = new Map([[A.bdf, 'ENOTTY'], [B.bdf, 'ENOTTY']]);
+  t.same(bdfs(planReal([A, B], 'pair', 'container', none)), [A.bdf, B.bdf], 'with no device that migrates, the pair still runs: QEMU\'s refusal is the answer');
   t.match(bdfs(planMtty('unsupported')), /^mtty offers migration on every kernel/);
 });
 
@@ -543,7 +544,10 @@ class VirtioVf {
   }
   private bar(off: number): number {
     if (off >= 0x2000) return [0, 1, 2, 3].reduce((a, i) => a | ((this.mac[off - 0x2000 + i] ?? 0) << (8 * i)), 0) >>> 0;
-    return ({ 4: this.dfselect === 0 ? 0x20 | 0x1 : 0x1, 12: this.gf[this.gfselect]!, 20: this.status, 24: this.qsize[this.qsel]!, 32: this.qdesc[this.qsel]! } as Record<number, number>)[off] ?? 0;
+    const regs: Record<number, number> = {
+      4: this.dfselect === 0 ? 0x20 | 0x1 : 0x1, 12: this.gf[this.gfselect]!, 20: this.status, 24: this.qsize[this.qsel]!, 32: this.qdesc[this.qsel]!,
+    };
+    return regs[off] ?? 0;
   }
   private barWrite(off: number, v: number): void {
     if (off === 0) this.dfselect = v;
@@ -577,20 +581,22 @@ t.test('a virtio-net VF\'s state, played through its config-space window: loaded
   dst.qdesc[0] = 0;
   t.match(await s.verify(dst as unknown as NestedQemu, {}), /^queue0Desc: source 0x10010000, read 0x0$/);
   t.not(virtioPattern(2).queue0Desc, virtioPattern(3).queue0Desc, 'each seed its own ring address');
-  t.same(diffVirtio({ status: 1, driverFeatures: [1, 2], queue0Size: 4, queue0Desc: 5, mac: 'm' }, { status: 1, driverFeatures: [1, 3], queue0Size: 4, queue0Desc: 5, mac: 'm' }), ['driverFeatures: source 0x1/0x2, read 0x1/0x3']);
+  const regs = { status: 1, driverFeatures: [1, 2] as [number, number], queue0Size: 4, queue0Desc: 5, mac: 'm' };
+  t.same(diffVirtio(regs, { ...regs, driverFeatures: [1, 3] }), ['driverFeatures: source 0x1/0x2, read 0x1/0x3']);
   const none = new VirtioVf('x', []);
   none.cfg[0x34] = 0;
   await t.rejects(new VirtioNetState().load(none as unknown as NestedQemu, 1), /no virtio common\/device\/PCI-window capability/);
 });
 
 t.test('an unsupported VF: the driver answers ENOTTY and QEMU 11 refuses it: expected-unsupported with both', async (t) => {
-  const words = 'qemu-system-x86_64: -device vfio-pci,host=0000:02:00.1,id=dev0,addr=4.0,enable-migration=on,migration-events=on: vfio 0000:02:00.1: 0000:02:00.1: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for device\n';
+  const refusal = '0000:02:00.1: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for device';
+  const words = `qemu-system-x86_64: -device vfio-pci,host=0000:02:00.1,id=dev0,addr=4.0,enable-migration=on,migration-events=on: vfio 0000:02:00.1: ${refusal}\n`;
   const target = labHost({ devices: [V1, V2, V3], channel: () => exitingQemu(words) });
   const { outcome, c } = await run(target, agentWithFlags({ [V1.cdev!]: 0x7, [V2.cdev!]: 0x7 }), 'unsupported-device');
   t.same(outcome, {
     status: 'expected-unsupported',
-    reason: '0000:02:00.1: its driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION: ENOTTY), and QEMU refuses it: 0000:02:00.1: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for device',
-    observed: { qemu: '11.1.3', devices: [V3.bdf], driverAnswer: 'ENOTTY', refusal: '0000:02:00.1: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for device' },
+    reason: `0000:02:00.1: its driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION: ENOTTY), and QEMU refuses it: ${refusal}`,
+    observed: { qemu: '11.1.3', devices: [V3.bdf], driverAnswer: 'ENOTTY', refusal },
   });
   t.match(c.device.fingerprint, { bdf: V3.bdf, migrationErrno: 'ENOTTY' });
   t.equal(target.channels.length, 1, 'one QEMU, on the refusing VF');
