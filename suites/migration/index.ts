@@ -123,9 +123,10 @@ async function realDeviceSetup(target: Target, agent: AgentClient): Promise<Setu
   const device = info(a, fp);
   const personality = a!.driver === 'virtio_vfio_pci' ? virtioNetPersonality() : undefined;
   const pair = pairState(agent, { src, dst, srcPath: a!.cdev, dstPath: b!.cdev! }, fp, device, personality);
-  // a device beyond the pair whose driver offers no migration: its known answer, asserted
+  // a device beyond the pair whose driver offers no migration: its known answer, asserted (first:
+  // a pair case that takes the guest down cannot keep it from running)
   const extra = await noMigrationCases<SuiteState>(agent, target.devices!.slice(2), (d) => info(d));
-  return { state: { pairs: [pair], uuids: [] }, cases: [...onPair(0, migrationCases(fp.migrationFlags, device)), ...extra] };
+  return { state: { pairs: [pair], uuids: [] }, cases: [...extra, ...onPair(0, migrationCases(fp.migrationFlags, device))] };
 }
 
 /**

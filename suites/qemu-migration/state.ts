@@ -1,9 +1,11 @@
 /**
  * Whether the device's state travelled with the VM. mtty gives a generic client something to
  * check: its UART scratch and line-control registers are in its migration stream and reachable
- * through the nested guest's I/O ports. A real device has no such probe that holds for every
- * driver, so for it the cases check what QEMU reports (completion, run state, the device states
- * QEMU walked, device bytes) and say that the content was not verified.
+ * through the nested guest's I/O ports. A virtio-net VF (virtio_vfio_pci) is checked through its
+ * own registers, as a driver would read them (VirtioNetState below). Other real devices have no
+ * such probe that holds for every driver, so for them the cases check what QEMU reports
+ * (completion, run state, the device states QEMU walked, device bytes) and say that the content
+ * was not verified.
  */
 import { HarnessError } from '../../base/errors.js';
 import type { NestedQemu } from './nested.js';
