@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { readResults } from '../base/results/file.js';
 import { globMatch } from '../base/glob.js';
-import { resolveMatrix } from '../runner/matrix.js';
+import { resolveMatrix, suitesFor } from '../runner/matrix.js';
 import { checkSelection, listSuites, parseSelection, selectListed, type ListedCase } from '../runner/select.js';
 import { SUITES } from '../suites/registry.js';
 import { resultsPathOf } from './compare.js';
@@ -42,7 +42,8 @@ export async function listCommand(argv: string[]): Promise<number> {
   checkSelection(listed, sel);
   listed = selectListed(listed, sel);
   const profiles = values.profile?.length ? m.profiles.map((p) => p.name) : [undefined];
-  const rows = profiles.flatMap((profile) => listed.map((c) => ({ ...c, ...(profile ? { profile } : {}) })));
+  const runsOn = (profile: string) => new Set(suitesFor(m, m.profiles.find((p) => p.name === profile)!).map((s) => s.name));
+  const rows = profiles.flatMap((profile) => (profile ? listed.filter((c) => runsOn(profile).has(c.suite)) : listed).map((c) => ({ ...c, ...(profile ? { profile } : {}) })));
   if (values.json) {
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { HarnessError } from '../base/errors.js';
 import { readResults } from '../base/results/file.js';
-import { resolveMatrix, type Matrix } from '../runner/matrix.js';
+import { resolveMatrix, suiteLimits, type Matrix } from '../runner/matrix.js';
 import { checkSelection, listSuites, parseSelection, type Selection } from '../runner/select.js';
 import { buildPlan, parsePlanFile, parseShard, type Plan } from '../runner/plan.js';
 import type { ScopeOptions } from '../runner/scope.js';
@@ -49,7 +49,8 @@ export function planFromOptions(o: PlanOptions): { plan: Plan; matrix: Matrix; s
   checkSelection(listSuites(matrix.suites), selection);
   const timings = o.timings ? readResults(resultsPathOf(o.timings)) : undefined;
   const plan = buildPlan({
-    arch: matrix.arch.name, profiles: matrix.profiles.map((p) => p.name), suites: matrix.suites, selection, timings, shards: o.shards,
+    arch: matrix.arch.name, profiles: matrix.profiles.map((p) => p.name), suites: matrix.suites, limits: suiteLimits(matrix),
+    selection, timings, shards: o.shards,
   });
   return { plan, matrix, selection };
 }

@@ -18,11 +18,13 @@ Options:
   --qemu CHOICE      ${QEMU_CHOICE_HELP}
   --json             machine-readable output`;
 
-interface Row { name: string; arch: string; description: string; needs: string; qemu?: string; runnable: boolean; accel: string; problem?: string }
+interface Row { name: string; arch: string; description: string; needs: string; suites?: string[]; qemu?: string; runnable: boolean; accel: string; problem?: string }
+
+const suitesOf = (p: Profile) => (p.suites ? { suites: p.suites } : {});
 
 async function check(p: Profile, qemu: QemuBinary): Promise<Row> {
   const arch = ARCHES[p.arch];
-  const base = { name: p.name, arch: p.arch, description: p.description, needs: p.qemu ?? 'any', qemu: describeQemu(qemu) };
+  const base = { name: p.name, arch: p.arch, description: p.description, needs: p.qemu ?? 'any', ...suitesOf(p), qemu: describeQemu(qemu) };
   const r = resolveProfile(p, qemu.caps);
   if (!r.ok) return { ...base, runnable: false, accel: '-', problem: r.why };
   // QEMU checks devices against the machine only when it builds it; `-S` with no kernel stops before running anything.
@@ -45,7 +47,7 @@ export async function profilesCommand(argv: string[]): Promise<number> {
     const chosen = await qemuForProfiles(choice, arch, profiles, { build: false }).catch((e: Error) => profiles.map((profile) => ({ profile, skip: e.message })));
     for (const c of chosen) {
       const p = c.profile;
-      if ('skip' in c) rows.push({ name: p.name, arch: p.arch, description: p.description, needs: p.qemu ?? 'any', runnable: false, accel: '-', problem: c.skip });
+      if ('skip' in c) rows.push({ name: p.name, arch: p.arch, description: p.description, needs: p.qemu ?? 'any', ...suitesOf(p), runnable: false, accel: '-', problem: c.skip });
       else rows.push(await check(p, c.qemu));
     }
   }
@@ -53,7 +55,8 @@ export async function profilesCommand(argv: string[]): Promise<number> {
   const w = Math.max(...rows.map((r) => r.name.length));
   for (const r of rows) {
     const state = r.runnable ? `ok, ${r.accel}, ${r.qemu}` : `NOT RUNNABLE: ${r.problem}`;
-    process.stdout.write(`${r.name.padEnd(w)}  ${r.arch.padEnd(7)} ${r.needs === 'built' ? 'needs our QEMU  ' : ''}${state}\n${' '.repeat(w + 2)}${r.description}\n`);
+    const runs = r.suites ? `\n${' '.repeat(w + 2)}runs ${r.suites.join(', ')} unless --suite names others (the rest would repeat its base profile)` : '';
+    process.stdout.write(`${r.name.padEnd(w)}  ${r.arch.padEnd(7)} ${r.needs === 'built' ? 'needs our QEMU  ' : ''}${state}\n${' '.repeat(w + 2)}${r.description}${runs}\n`);
   }
   return 0;
 }

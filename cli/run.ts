@@ -27,7 +27,9 @@ const HELP = `vfio-conformance run [options]
   goes: a run that dies half-way still leaves valid reports for what it did.
 
 Options:
-  --suite S          suite to run (repeatable; default: all). Suites: ${SUITES.map((s) => s.name).join(', ')}
+  --suite S          suite to run (repeatable; default: all). Suites: ${SUITES.map((s) => s.name).join(', ')}.
+                     By default a profile that adds one emulated device to another runs only the
+                     suites that use it (see 'profiles'); a suite named here runs on every profile
   --profile P        profile to run on (repeatable; default: ${DEFAULT_PROFILES.join(', ')})
   --arch ARCH        every profile of this architecture (x86_64 or arm64) instead of x86_64's
   --kernel SPEC      debian:latest (default), debian:X.Y, or PATH to a kernel tree
@@ -90,6 +92,7 @@ export function runOptions(v: Partial<RunFlagValues>): RunOptions {
     // With --target, --qemu names the lab host's QEMU (a path there), not one to boot guests on here.
     ...guestOptions({ ...v, qemu: v.target ? undefined : v.qemu }, 90),
     suites: (v.suite ?? SUITES.map((s) => s.name)).map(getSuite),
+    suitesNamed: !!v.suite?.length,
     out: v.out,
     profiles: v.profile,
     arch: v.arch,

@@ -10,7 +10,7 @@ import { HarnessError } from '../base/errors.js';
 
 export async function bindGuestDevices(guest: QemuGuest, specs: string[], log: (line: string) => void): Promise<void> {
   if (!specs.length) return;
-  const mgr = new DeviceManager(guest, specs.map((s) => parseDeviceArg(s)), { log });
+  const mgr = new DeviceManager(guest, specs.map((s) => parseDeviceArg(s)), { log, throwaway: true });
   await mgr.makePlan();
   guest.onClose(async () => {
     const r = await mgr.restore();

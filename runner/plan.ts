@@ -63,6 +63,8 @@ export interface PlanInput {
   arch: string;
   profiles: string[];
   suites: Suite<unknown>[];
+  /** profiles that run only some suites (runner/matrix.ts suiteLimits): no cell for the others */
+  limits?: Record<string, string[]>;
   selection?: Selection;
   /** a previous run whose durations give the costs */
   timings?: RunResults;
@@ -106,8 +108,9 @@ export function buildPlan(input: PlanInput): Plan {
   });
   const cells: Cell[] = [];
   for (const profile of input.profiles) {
+    const limit = input.limits?.[profile];
     for (const s of perSuite) {
-      if (!s.keep) continue;
+      if (!s.keep || (limit && !limit.includes(s.suite))) continue;
       const key = cellKey(profile, s.suite);
       const exact = m.cell.get(key);
       const mean = m.suite.get(s.suite);

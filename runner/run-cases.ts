@@ -23,8 +23,14 @@ export interface RunnerHooks {
   progress?(msg: string): void;
 }
 
-/** Machines a suite may use up after the first (deaths, and agents that would not stop) */
-export const MAX_REPLACEMENTS = 3;
+/**
+ * Machines a suite may use up after the first (deaths, and agents that would not stop), in a row:
+ * a case that ran to its end on a replacement resets the count. A driver that oopses in 10 of 100
+ * cases costs 10 machines and every case runs; a kernel on which every case kills the machine is
+ * given up after 3. MAX_REPLACEMENTS bounds a suite's machines whatever the pattern.
+ */
+export const MAX_REPLACEMENTS_IN_A_ROW = 3;
+export const MAX_REPLACEMENTS = 16;
 const DEFAULT_TIMEOUT_MS = 60_000;
 const FAULT_GRACE_MS = 1500;
 const NO_DEVICE: DeviceInfo = { driver: 'none', class: 'none', id: '-' };
@@ -75,6 +81,8 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
       const key = (c: CaseDef<unknown>): string => `${c.id}\0${c.device.id}`;
       const done = new Set<string>();
       let replacements = 0;
+      /** replacements since a case last ran to its end on a machine that lived through it */
+      let inARow = 0;
       let pendingNote: string | undefined;
       const retried = new Set<string>();
       /** the cases of the last setup that worked: what is left when a later setup fails */
@@ -140,6 +148,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           hooks.result(r);
           if (dead) { ending = { kind: 'died' }; break; }
           if (timedOut) { ending = { kind: 'timed-out', id: c.id }; break; }
+          inARow = 0;
         }
         if (ending.kind === 'done') {
           // A teardown that could not put things back (a device binding, an mdev) is reported, never hidden.
@@ -161,7 +170,12 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         }
         needFresh = true;
         if (!left.length) break;
-        if (++replacements > MAX_REPLACEMENTS) {
+        replacements++;
+        if (++inARow > MAX_REPLACEMENTS_IN_A_ROW) {
+          notRun(`the machine was replaced ${inARow - 1} times in a row in this suite, no case completing on the replacements`);
+          break;
+        }
+        if (replacements > MAX_REPLACEMENTS) {
           notRun(`the machine was replaced ${replacements - 1} times in this suite`);
           break;
         }

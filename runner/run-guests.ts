@@ -22,7 +22,7 @@ import { bindGuestDevices } from './guest-devices.js';
  */
 export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutcome> {
   const all = chooseProfiles(o.profiles, o.arch);
-  const scope = runScope({ arch: getArch(all[0]!.arch), profiles: all, suites: o.suites }, o.scope);
+  const scope = runScope({ arch: getArch(all[0]!.arch), profiles: all, suites: o.suites, suitesNamed: o.suitesNamed }, o.scope);
   // A shard with no cells still records what it would have run on, so merge can check it.
   const profiles = scope.cells.length ? scope.cells.map((c) => c.profile) : all;
   const suites = [...new Set(scope.cells.flatMap((c) => c.suites))];

@@ -39,6 +39,8 @@ export interface LabTargetOptions {
 /** The one options type of a run: the cli fills it from its flags, runner/run.ts carries it out. */
 export interface RunOptions extends GuestOptions {
   suites: Suite<unknown>[];
+  /** --suite named them: a profile that exists for some suites (Profile.suites) runs them too */
+  suitesNamed?: boolean;
   /** the run directory (default runs/<start>-<kernel or host>) */
   out?: string;
   /** profiles to boot (default: the architecture's own, x86_64's when none is named) */

@@ -6,7 +6,7 @@
 import type { Profile } from '../harness/qemu/profiles.js';
 import type { RunResults, ShardInfo } from '../base/results/schema.js';
 import type { Suite } from '../suites/types.js';
-import type { Matrix } from './matrix.js';
+import { suiteLimits, suitesFor, type Matrix } from './matrix.js';
 import { checkSelection, listSuites, selectSuites, type Selection } from './select.js';
 import { buildPlan, cellKey, checkNamedPlan, shardInfo, type Plan } from './plan.js';
 
@@ -29,17 +29,20 @@ export interface ScopeOptions {
 export function runScope(m: Matrix, o: ScopeOptions = {}): RunScope {
   checkSelection(listSuites(m.suites), o.selection);
   const suites = selectSuites(m.suites, o.selection);
+  const on = (profile: Profile) => suitesFor({ suites, suitesNamed: m.suitesNamed }, profile);
   if (!o.shard) {
-    return { cells: m.profiles.map((profile) => ({ profile, suites })), ...(o.selection ? { selection: o.selection } : {}) };
+    const cells = m.profiles.map((profile) => ({ profile, suites: on(profile) })).filter((c) => c.suites.length > 0);
+    return { cells, ...(o.selection ? { selection: o.selection } : {}) };
   }
   const plan = buildPlan({
-    arch: m.arch.name, profiles: m.profiles.map((p) => p.name), suites: m.suites, selection: o.selection, timings: o.timings, shards: o.shard.total,
+    arch: m.arch.name, profiles: m.profiles.map((p) => p.name), suites: m.suites, limits: suiteLimits(m),
+    selection: o.selection, timings: o.timings, shards: o.shard.total,
   });
   if (o.named) checkNamedPlan(plan, o.named);
   const shard = shardInfo(plan, o.shard.index);
   const mine = new Set(shard.cells);
   const cells = m.profiles
-    .map((profile) => ({ profile, suites: suites.filter((s) => mine.has(cellKey(profile.name, s.name))) }))
+    .map((profile) => ({ profile, suites: on(profile).filter((s) => mine.has(cellKey(profile.name, s.name))) }))
     .filter((c) => c.suites.length > 0);
   return { cells, shard, plan, ...(o.selection ? { selection: o.selection } : {}) };
 }

@@ -147,6 +147,8 @@ export const OPS = {
   /** anonymous mmap (MAP_NORESERVE), kept until mem_free */
   mem_alloc: op({ length: int, hugetlb: opt(bool) }, { addr: int }),
   mem_free: op({ addr: int, length: int }, {}),
+  /** the page frame behind `addr` (agent memory, touched first) from /proc/self/pagemap: which IOPTE sizes can map it */
+  mem_pfn: op({ addr: int }, { pfn: int }),
   /** only inside memory this agent allocated (else BADREQ, never a fault); `length` at most 1 MiB */
   mem_read: op({ addr: int, length: int }, { data: hex }),
   /** same rule as mem_read: what a device should read by DMA */

@@ -53,6 +53,16 @@ export async function discover(shell: Shell): Promise<PciSnapshot> {
   return parseDiscovery(r.stdout);
 }
 
+export interface DeviceManagerOptions {
+  dryRun?: boolean;
+  log?: (line: string) => void;
+  /**
+   * The machine is a guest thrown away with this process: nothing to restore on an interrupt, and
+   * no "run this on the lab host" script to print for it.
+   */
+  throwaway?: boolean;
+}
+
 export class DeviceManager {
   private readonly allowed: Set<string>;
   private journal: Undo[] = [];
@@ -61,7 +71,7 @@ export class DeviceManager {
   snapshot?: PciSnapshot;
   plan?: Plan;
 
-  constructor(private readonly shell: Shell, readonly requests: DeviceRequest[], private readonly opts: { dryRun?: boolean; log?: (line: string) => void } = {}) {
+  constructor(private readonly shell: Shell, readonly requests: DeviceRequest[], private readonly opts: DeviceManagerOptions = {}) {
     this.allowed = new Set(requests.map((r) => r.bdf));
   }
 
@@ -230,6 +240,11 @@ export class DeviceManager {
     return this.journal.length;
   }
 
+  /** Whether an exit or a signal restores the bindings (or prints how): never for a throwaway guest. */
+  get restoresOnExit(): boolean {
+    return this.disarm !== undefined;
+  }
+
   private lastWords?: string[];
 
   /**
@@ -241,7 +256,7 @@ export class DeviceManager {
   }
 
   private arm(): void {
-    if (this.disarm) return;
+    if (this.disarm || this.opts.throwaway) return;
     this.disarm = onShutdown(() => {
       if (!this.journal.length) return;
       const script = this.restoreScript();

@@ -1487,6 +1487,42 @@ static void op_mem_free(struct ctx *c)
 		track_remove((void *)(uintptr_t)addr, (size_t)length);
 }
 
+/*
+ * The page frame behind an address of agent-allocated memory, from /proc/self/pagemap (root sees
+ * PFNs). The page is touched first: an untouched MAP_NORESERVE page has no frame yet. A case uses
+ * it to know which IOPTE sizes the kernel can pick: physically contiguous hugetlb pages, aligned,
+ * let an IOMMU driver map them with one larger entry.
+ */
+static void op_mem_pfn(struct ctx *c)
+{
+	uint64_t addr = 0, entry = 0;
+	if (!arg_u64(c, "addr", true, UINT64_MAX, &addr))
+		return;
+	if (!tracked_range(addr, 1)) {
+		badreq(c, "addr is not inside memory this agent allocated");
+		return;
+	}
+	*(volatile uint8_t *)(uintptr_t)addr = *(volatile uint8_t *)(uintptr_t)addr;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		set_errno(c, errno, "open /proc/self/pagemap");
+		return;
+	}
+	ssize_t n = pread(fd, &entry, sizeof entry, (off_t)(addr / 4096 * sizeof entry));
+	int err = errno;
+	close(fd);
+	if (n != (ssize_t)sizeof entry) {
+		set_errno(c, n < 0 ? err : EIO, "pread /proc/self/pagemap");
+		return;
+	}
+	/* bit 63 present, bits 0-54 the PFN (Documentation/admin-guide/mm/pagemap.rst) */
+	if (!(entry >> 63)) {
+		set_errno(c, ENXIO, "page at 0x%" PRIx64 " is not present", addr);
+		return;
+	}
+	f_u64(c, "pfn", entry & ((1ull << 55) - 1));
+}
+
 /* Bytes of agent-allocated memory: what a device's DMA wrote, or the pattern it should read. */
 static void op_mem_read(struct ctx *c)
 {
@@ -2386,6 +2422,7 @@ static const struct op ops[] = {
 	{ "fd_ioctl", op_fd_ioctl, "fd cmd payload arg" },
 	{ "mem_alloc", op_mem_alloc, "length hugetlb" },
 	{ "mem_free", op_mem_free, "addr length" },
+	{ "mem_pfn", op_mem_pfn, "addr" },
 	{ "mem_read", op_mem_read, "addr length" },
 	{ "mem_write", op_mem_write, "addr data" },
 	{ "iommufd_open", op_iommufd_open, "" },

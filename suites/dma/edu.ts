@@ -61,7 +61,7 @@ export interface BoundEdu {
  * kernel): that is returned as a reason, with the kernel's words, not thrown.
  */
 export async function bindEdu(target: Target, bdf: string): Promise<BoundEdu | { why: string }> {
-  const manager = new DeviceManager(target, [{ bdf, driver: 'vfio-pci' }]);
+  const manager = new DeviceManager(target, [{ bdf, driver: 'vfio-pci' }], { throwaway: target.kind === 'qemu' });
   try {
     const [device] = await manager.apply();
     if (!device?.cdev) {

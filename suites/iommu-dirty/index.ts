@@ -19,7 +19,7 @@ import { Checks } from '../migration/steps.js';
 import { IOMMUFD, Iommufd, errOf, must, outcome } from '../dirty/api.js';
 import { fromHex, type Bits } from '../dirty/bitmap.js';
 import { bindEdu, EduEngine, findEdu, type BoundEdu } from '../dma/edu.js';
-import { PAGE, WINDOW_PAGES, WRITE_SETS, lastPagesOfBlocks, pagesWritten, splitExtra, writesFor, type WriteSet, type Write } from './plan.js';
+import { PAGE, WINDOW_PAGES, WRITE_SETS, contiguousPair, lastPagesOfBlocks, pagesWritten, splitExtra, writesFor, type WriteSet, type Write } from './plan.js';
 
 /** The tracked window and the page edu reads its pattern from: 2 MiB-aligned, below edu's 28-bit mask. */
 const WINDOW_IOVA = 0x0400_0000;
@@ -162,22 +162,42 @@ async function hugepages(t: Target, n: number): Promise<{ restore: number } | { 
   return { restore: before.nr };
 }
 
+/** Hugetlb pages the contiguous case searches for a physically contiguous pair aligned to 4 MiB. */
+const HUGE_SEARCH = 8;
+
 /**
- * A case on hugetlb memory (two 2 MiB pages, physically contiguous each) mapped at HUGE_IOVA +
- * `offset` on an IOAS of its own with huge pages allowed, so the driver may use IOPTEs larger than
- * 4 KiB; the source page is mapped there too, for loadPattern.
+ * A case on hugetlb memory mapped at HUGE_IOVA + `offset` on an IOAS of its own with huge pages
+ * allowed, so the driver may use IOPTEs larger than 4 KiB; the source page is mapped there too, for
+ * loadPattern. The window is two 2 MiB pages. Which IOPTE sizes the driver can pick depends on the
+ * physical layout as well: two hugetlb pages that happen to be contiguous and aligned to 4 MiB, at a
+ * 4 MiB-aligned IOVA, can be one 4 MiB entry (AMD v1 writes it as two replicated 2 MiB entries).
+ * With `contiguous`, the window is such a pair, found among HUGE_SEARCH pages by their page frames;
+ * without it, `offset` alone must settle the sizes.
  */
-async function onHugeWindow(s: DirtyHwState, offset: number, run: (hwpt: number, c: Checks, win: Win) => Promise<CaseOutcome>): Promise<CaseOutcome> {
+async function onHugeWindow(
+  s: DirtyHwState, offset: number, run: (hwpt: number, c: Checks, win: Win) => Promise<CaseOutcome>, contiguous = false,
+): Promise<CaseOutcome> {
   const { fd } = s.session;
-  const hp = await hugepages(s.target, 2);
+  const count = contiguous ? HUGE_SEARCH : 2;
+  const hp = await hugepages(s.target, count);
   if ('why' in hp) return { status: 'skip', reason: hp.why };
-  const length = 2 * HUGE;
+  const length = count * HUGE;
   let addr: number | undefined;
   const ioas = await fd.ioas();
   try {
-    addr = (await must(s.agent, 'mem_alloc', { length, hugetlb: true }, 'mem_alloc 4 MiB of hugetlb memory')).addr;
-    const win: Win = { iova: HUGE_IOVA + offset, addr, pages: length / PAGE };
-    await must(s.agent, 'ioas_map', { iommufd: fd.fd, ioas, iova: win.iova, length, addr }, 'IOMMU_IOAS_MAP hugetlb window');
+    addr = (await must(s.agent, 'mem_alloc', { length, hugetlb: true }, `mem_alloc ${length >> 20} MiB of hugetlb memory`)).addr;
+    let first = 0;
+    if (contiguous) {
+      const pfns: number[] = [];
+      for (let i = 0; i < count; i++) pfns.push((await must(s.agent, 'mem_pfn', { addr: addr + i * HUGE }, 'mem_pfn of a hugetlb page')).pfn);
+      const pair = contiguousPair(pfns, HUGE / PAGE);
+      if (pair === undefined) {
+        return { status: 'skip', reason: `none of the ${count} hugetlb pages the guest gave is followed by its physical neighbour on a 4 MiB boundary (page frames ${pfns.map((p) => `0x${p.toString(16)}`).join(', ')}): no driver can map them with a 4 MiB entry` };
+      }
+      first = pair;
+    }
+    const win: Win = { iova: HUGE_IOVA + offset, addr: addr + first * HUGE, pages: (2 * HUGE) / PAGE };
+    await must(s.agent, 'ioas_map', { iommufd: fd.fd, ioas, iova: win.iova, length: 2 * HUGE, addr: win.addr }, 'IOMMU_IOAS_MAP hugetlb window');
     await must(s.agent, 'ioas_map', { iommufd: fd.fd, ioas, iova: SOURCE_IOVA, length: PAGE, addr: s.session.source }, 'IOMMU_IOAS_MAP source page');
     return await onDirtyHwpt(s, (hwpt, c) => run(hwpt, c, win), { ioas, win });
   } finally {
@@ -279,8 +299,9 @@ const CASES = (device: DeviceInfo): CaseDef<State>[] => [
     judge(c, 'after one write among the pages read', w);
     return outcome(c, { afterReads: figures(r), afterWrite: figures(w) }, { afterReads: { reported: 0 }, afterWrite: { reported: 1 } });
   })),
-  dirtyCase('iommu-dirty/huge-page', device, (s) => onHugeWindow(s, 0, async (hwpt, c, win) => {
-    // One page written in each 2 MiB block: with 2 MiB IOPTEs each block is reported whole.
+  dirtyCase('iommu-dirty/huge-page', device, (s) => onHugeWindow(s, HUGE, async (hwpt, c, win) => {
+    // 2 MiB past a 4 MiB boundary no 4 MiB entry fits the window, whatever the physical layout: each
+    // block is one 2 MiB IOPTE. One page written in each block, so each is reported whole.
     const writes = writesFor([3, 700]);
     const written = pagesWritten(writes);
     await write(s, writes, await loadPattern(s), c, win);
@@ -290,6 +311,18 @@ const CASES = (device: DeviceInfo): CaseDef<State>[] => [
     judge(c, 'read after the clearing read', after);
     return outcome(c, { ...figures, afterClear: after.pages.length }, { missing: [], unexplained: [], partialBlocks: [], afterClear: 0 });
   })),
+  dirtyCase('iommu-dirty/huge-contiguous', device, (s) => onHugeWindow(s, 0, async (hwpt, c, win) => {
+    // Two physically contiguous hugetlb pages on a 4 MiB boundary at a 4 MiB-aligned IOVA: AMD v1
+    // maps them with one 4 MiB entry (two replicated 2 MiB entries, NextLevel 7), VT-d with two 2 MiB
+    // entries. Either way a write in each 2 MiB half reports both halves whole; a report one item
+    // short of the contiguous entry (generic_pt record_dirty) loses the second half, 2 MiB at once.
+    const writes = writesFor([3, 700]);
+    const written = pagesWritten(writes);
+    await write(s, writes, await loadPattern(s), c, win);
+    const r = await report(s, hwpt, written, false, win);
+    const figures = judgeBlocks(c, r, written, HUGE / PAGE);
+    return outcome(c, { ...figures, physicallyContiguous: true }, { missing: [], unexplained: [], partialBlocks: [], physicallyContiguous: true });
+  }, true)),
   dirtyCase('iommu-dirty/contiguous-entries', device, (s) => onHugeWindow(s, CONTIG, async (hwpt, c, win) => {
     // 64 KiB past a 2 MiB boundary the largest IOPTE that fits is 64 KiB: AMD v1 writes it as 16
     // replicated entries (NextLevel 7), a generic_pt contiguous entry; VT-d has no such size and maps

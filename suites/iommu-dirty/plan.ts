@@ -82,3 +82,16 @@ export function lastPagesOfBlocks(pages: Bits, blockPages: number, lead = 0): Bi
   for (const p of pages) out.add((Math.floor((p + lead) / blockPages) + 1) * blockPages - 1 - lead);
   return [...out].sort((a, b) => a - b);
 }
+
+/**
+ * The index of the first of two hugetlb pages, each `framesPerPage` page frames, that are physically
+ * contiguous and start on a boundary of twice their size: the only pair a driver can map with one
+ * entry of that size. `pfns[i]` is the first frame of page i (consecutive in virtual memory).
+ */
+export function contiguousPair(pfns: number[], framesPerPage: number): number | undefined {
+  for (let i = 0; i + 1 < pfns.length; i++) {
+    const a = pfns[i] as number;
+    if (a % (2 * framesPerPage) === 0 && pfns[i + 1] === a + framesPerPage) return i;
+  }
+  return undefined;
+}

@@ -282,7 +282,7 @@ const PLACEHOLDER: DeviceInfo = { driver: 'vfio-pci', class: 'emulated', id: 'pa
 export const DEVICE_LISTED = PLACEHOLDER;
 
 async function bind(target: Target, bdf: string): Promise<{ manager: DeviceManager; cdev: string }> {
-  const manager = new DeviceManager(target, [{ bdf, driver: 'vfio-pci' }]);
+  const manager = new DeviceManager(target, [{ bdf, driver: 'vfio-pci' }], { throwaway: target.kind === 'qemu' });
   const [d] = await manager.apply();
   if (!d?.cdev) {
     await manager.restore();

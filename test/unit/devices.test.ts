@@ -184,6 +184,7 @@ t.test('manager: apply journals, restore undoes in reverse and verifies', async 
   const devs = await m.apply();
   t.same(devs.map((d) => [d.bdf, d.driver]), [['0000:00:02.0', 'vfio-pci'], ['0000:3b:00.2', 'vfio-pci']]);
   t.equal(m.pending, 2);
+  t.ok(m.restoresOnExit, 'a lab host is restored (or told how) on exit');
   const script = m.restoreScript();
   t.ok(script.indexOf('0000:3b:00.2') < script.indexOf('0000:00:02.0'), 'reverse order');
   t.match(script, /echo 0000:3b:00.2 > \/sys\/bus\/pci\/drivers\/mlx5_core\/bind/);
@@ -196,4 +197,13 @@ t.test('manager: apply journals, restore undoes in reverse and verifies', async 
   state = SYSFS;
   t.same(await m.restore(), { ok: true, problems: [] });
   t.equal(m.pending, 0);
+
+  // a guest thrown away with the process: its bindings die with it, no restore script is printed
+  const guest = new DeviceManager(fakeShell(() => state, log), [parseDeviceArg('00:02.0')], { throwaway: true });
+  await guest.makePlan();
+  guest['shell'].exec = m['shell'].exec;
+  await guest.apply();
+  t.equal(guest.pending, 1);
+  t.notOk(guest.restoresOnExit, 'a throwaway guest is not restored on exit');
+  await guest.restore();
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { PAGE, WINDOW_PAGES, WRITE_SETS, lastPagesOfBlocks, pagesWritten, splitExtra, writesFor } from '../../suites/iommu-dirty/plan.js';
+import { PAGE, WINDOW_PAGES, WRITE_SETS, contiguousPair, lastPagesOfBlocks, pagesWritten, splitExtra, writesFor } from '../../suites/iommu-dirty/plan.js';
 
 t.test('each page set is written exactly: the transfers touch those pages and no other', async (t) => {
   for (const [name, pages] of Object.entries(WRITE_SETS)) {
@@ -40,4 +40,14 @@ t.test('extra pages are explained only inside a block that holds a written page'
   t.same(splitExtra([5], [], 16), { explained: [], unexplained: [5] }, 'nothing written explains nothing');
   t.same(lastPagesOfBlocks([3, 15, 17], 16), [15, 31]);
   t.same(lastPagesOfBlocks([0], 16, 1), [14], 'with one page of the block before the window');
+});
+
+t.test('a contiguous pair is physically adjacent and starts on a boundary of twice the page size', async (t) => {
+  // the layout seen on amd-iommu-dirty: two hugetlb pages at 0x3000000 and 0x3200000 (frames of 4 KiB)
+  t.equal(contiguousPair([0x3000, 0x3200], 512), 0, 'adjacent on a 4 MiB boundary: one 4 MiB entry fits');
+  t.equal(contiguousPair([0x2a00, 0x3400], 512), undefined, 'not adjacent');
+  t.equal(contiguousPair([0x3200, 0x3400], 512), undefined, 'adjacent, but the first starts 2 MiB past a 4 MiB boundary');
+  t.equal(contiguousPair([0x3400, 0x3200, 0x5000, 0x5200], 512), 2, 'the first pair that qualifies, not the first two pages');
+  t.equal(contiguousPair([0x3200, 0x3000], 512), undefined, 'descending frames are no contiguous mapping');
+  t.equal(contiguousPair([0x3000], 512), undefined, 'one page is no pair');
 });

@@ -21,6 +21,12 @@ t.test('cells are profile x suite in run order, with counts and default costs', 
   t.equal(p.shards, undefined, 'no split without --shards');
 });
 
+t.test('a profile limited to some suites gets cells for those only', async (t) => {
+  const p = buildPlan(input({ limits: { 'intel-iommu-dirty': ['iommu-dirty', 'dma'] } }));
+  t.same(p.cells.filter((c) => c.profile === 'intel-iommu-dirty').map((c) => c.suite), ['dma', 'iommu-dirty'].sort((a, b) => SUITES.findIndex((s) => s.name === a) - SUITES.findIndex((s) => s.name === b)));
+  t.equal(p.cells.filter((c) => c.profile === 'none').length, SUITES.length, 'an unlimited profile keeps every suite');
+});
+
 t.test('a selection keeps only the cells it reaches, counted', async (t) => {
   const p = buildPlan(input({ selection: parseSelection(['dma/type1/*', 'pasid/*']) }));
   t.same([...new Set(p.cells.map((c) => c.suite))], ['pasid', 'dma']);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { SUITES } from '../../suites/registry.js';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
 import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
@@ -193,6 +194,16 @@ t.test('a profile names the patches behind its hardware, and they are in our ser
     for (const patch of p.emulatedBy!) t.ok(series.includes(patch), `${p.name}: ${patch} is in images/qemu/patches/series`);
   }
   for (const p of PROFILES.filter((x) => x.qemu === 'built')) t.ok(p.emulatedBy?.length, `${p.name} runs on our QEMU and names why`);
+});
+
+t.test('a profile limited to some suites names suites that exist, and its base profile runs the rest', async (t) => {
+  const names = new Set(SUITES.map((s) => s.name));
+  const limited = PROFILES.filter((p) => p.suites);
+  t.ok(limited.length >= 3, 'the dirty-tracking and PASID profiles');
+  for (const p of limited) {
+    t.ok(p.suites!.length > 0 && p.suites!.every((s) => names.has(s)), `${p.name}: ${p.suites!.join(', ')}`);
+    t.ok(PROFILES.some((b) => b.arch === p.arch && !b.suites && !b.qemu), `${p.name}: an unlimited ${p.arch} profile on any QEMU runs every suite`);
+  }
 });
 
 t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with the admin queue, on our QEMU only', async (t) => {

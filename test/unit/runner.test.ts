@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
-import { runProfile } from '../../runner/run-cases.js';
+import { MAX_REPLACEMENTS, runProfile } from '../../runner/run-cases.js';
 import { stopAgentScript } from '../../runner/stop-agent.js';
 import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
@@ -236,8 +236,26 @@ t.test('an agent that will not die costs a machine; past the limit the cases lef
   t.equal(targets.length, 4, 'the first machine and 3 replacements');
   t.same(results.map((r) => r.status), ['error', 'error', 'error', 'error', 'error', 'error']);
   t.match(by.get('fake/hang-1')?.log?.[0], /fake\/hang-0 ran out of time and the agent \(pid 77\) did not exit within 5 s of SIGKILL; note: running on replacement machine #1/);
-  t.match(by.get('fake/hang-4')?.reason, /not run: the machine was replaced 3 times in this suite/);
+  t.match(by.get('fake/hang-4')?.reason, /not run: the machine was replaced 3 times in a row in this suite, no case completing on the replacements/);
   t.match(by.get('fake/hang-5')?.reason, /not run/);
+});
+
+t.test('a case that completes on a replacement resets the budget: a driver that kills some cases runs them all', async (t) => {
+  // 5 cases each cost a machine, each followed by one that passes on the replacement: 5 > 3 in all, never 2 in a row
+  const cases = Array.from({ length: 5 }, (_, i) => [hanging(`fake/oops-${i}`, []), quick(`fake/ok-${i}`)]).flat();
+  const { results, targets, by } = await runFake(recordingSuite(cases).suite, (n) => Object.assign(new FakeTarget(`fake-${n}`), { agentStuck: true }));
+  t.equal(targets.length, 6, 'the first machine and 5 replacements');
+  t.same(results.filter((r) => r.id.startsWith('fake/ok-')).map((r) => r.status), ['pass', 'pass', 'pass', 'pass', 'pass'], 'every case ran');
+  t.match(by.get('fake/ok-4')?.log?.[0], /running on replacement machine #5/);
+});
+
+t.test('past the total budget of replacements the cases left are reported not run, even with passes between', async (t) => {
+  const cases = Array.from({ length: MAX_REPLACEMENTS + 2 }, (_, i) => [hanging(`fake/oops-${i}`, []), quick(`fake/ok-${i}`)]).flat();
+  const { results, targets, by } = await runFake(recordingSuite(cases).suite, (n) => Object.assign(new FakeTarget(`fake-${n}`), { agentStuck: true }));
+  t.equal(targets.length, MAX_REPLACEMENTS + 1, 'the first machine and the whole budget');
+  t.equal(results.length, cases.length, 'a result for every case');
+  t.equal(by.get(`fake/ok-${MAX_REPLACEMENTS - 1}`)?.status, 'pass', 'the last case on the last replacement ran');
+  t.match(by.get(`fake/ok-${MAX_REPLACEMENTS}`)?.reason, new RegExp(`not run: the machine was replaced ${MAX_REPLACEMENTS} times in this suite`));
 });
 
 t.test('the agent-stopping script ends the process running that binary (through a symlink too), and only it', async (t) => {
