@@ -33,8 +33,8 @@ export { arcCoverage } from './parse.js';
  * The devices (devices.ts): in the guest, fresh mtty instances per case (`vfio-pci,sysfsdev=`),
  * whose content the cases check through the nested guest's I/O ports; on a lab host, the --device
  * list (`vfio-pci,host=`), paired by vendor:device, whose content is read back for virtio-net VFs
- * and otherwise not verified (state.ts); a profile's guest devices are filed as class variant. A driver without migration support makes QEMU refuse: expected-unsupported, in
- * QEMU's words.
+ * and otherwise not verified (state.ts); a profile's guest devices are filed as class variant. A
+ * driver without migration support makes QEMU refuse: expected-unsupported, in QEMU's words.
  */
 
 const SUITE = 'qemu-migration';
