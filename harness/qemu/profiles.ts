@@ -68,6 +68,11 @@ const VIRTIO_VF_DEVICES: QemuOption[] = [
   { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.1', 'sriov-pf=vfpf', 'romfile='] },
   { type: 'virtio-net-pci', props: ['bus=vfrp', 'addr=0.2', 'sriov-pf=vfpf', 'romfile='] },
   { type: 'virtio-net-pci', props: ['id=vfpf', 'bus=vfrp', 'addr=0.0', 'x-admin-vq=on', 'romfile='] },
+  // A second PF without the admin virtqueue, on a port of its own: its VF binds to virtio_vfio_pci,
+  // which then offers no migration (the expected-unsupported device of both migration suites).
+  { type: 'pcie-root-port', props: ['id=vfrp2', 'chassis=9', 'pref64-reserve=64M'] },
+  { type: 'virtio-net-pci', props: ['bus=vfrp2', 'addr=0.1', 'sriov-pf=vfpf2', 'romfile='] },
+  { type: 'virtio-net-pci', props: ['id=vfpf2', 'bus=vfrp2', 'addr=0.0', 'romfile='] },
 ];
 
 export const PROFILES: Profile[] = [
@@ -143,15 +148,17 @@ export const PROFILES: Profile[] = [
   {
     name: 'virtio-vf',
     arch: 'x86_64',
-    description: 'Intel VT-d and a virtio-net SR-IOV PF with the virtio admin virtqueue (our QEMU): two VFs bound to virtio_vfio_pci, a vfio-pci variant driver migrating',
+    description: 'Intel VT-d and a virtio-net SR-IOV PF with the virtio admin virtqueue (our QEMU): two VFs bound to '
+      + 'virtio_vfio_pci, a vfio-pci variant driver migrating; a third VF behind a PF without the queue, which does not',
     machine: Q35_SPLIT,
     iommuDevices: [{ type: 'intel-iommu', props: ['intremap=on', 'caching-mode=on'] }],
     cmdline: ['intel_iommu=on'],
     expect: { sysClassIommu: /^dmar\d+$/, dmesg: /DMAR-IR: Enabled IRQ remapping/, irqRemap: true },
     vfioPci: true,
     devices: [EDU, ...VIRTIO_VF_DEVICES],
-    // the only bridge in the machine: the guest numbers its bus 1
-    guestDevices: ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2'],
+    // The machine's only bridges, in slot order: the guest numbers the admin PF's port bus 1 and the
+    // other bus 2. The migrating pair comes first (the suites pair the first two that migrate).
+    guestDevices: ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2', '0000:02:00.0,driver=virtio_vfio_pci,vfs=1'],
     qemu: 'built',
     emulatedBy: ['0006-virtio-pci-admin-virtqueue.patch', '0007-virtio-pci-device-parts.patch', '0008-virtio-net-device-parts.patch'],
   },

@@ -220,7 +220,14 @@ function fdCases(device: DeviceInfo): Case[] {
 }
 
 /** Save from src in STOP_COPY, resume into dst, and check the state arrived. */
-async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean; segment: number }): Promise<CaseOutcome> {
+/**
+ * The device-state case (`focus: 'state'`) keeps the destination's state check apart from two
+ * checks the round-trip cases make: the write() on the resuming fd after its session, which some
+ * drivers answer with a crash (virtio_vfio_pci on 7.2, expectations/known.json), and the saved
+ * length against MIG_DATA_SIZE, which the uAPI calls an estimate (both recorded, not asserted).
+ * So the state is checked on every kernel.
+ */
+async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean; segment: number; focus?: 'state' }): Promise<CaseOutcome> {
   const c = new Checks();
   const obs: Record<string, unknown> = {};
   await fresh(s.src);
@@ -245,7 +252,7 @@ async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean
   const stream = Buffer.concat([pre, rest.data]);
   obs.bytes = stream.length;
   obs.dataSize = size.ok ? size.stop_copy_length : errName(size);
-  if (size.ok) c.eq('bytes saved vs MIG_DATA_SIZE', stream.length, size.stop_copy_length);
+  if (size.ok && opts.focus !== 'state') c.eq('bytes saved vs MIG_DATA_SIZE', stream.length, size.stop_copy_length);
   c.ok('stream is not empty', stream.length > 0);
 
   const rfd = await s.dst.reach(State.RESUMING);
@@ -256,8 +263,10 @@ async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean
   const run = await s.dst.setState(State.RUNNING);
   obs.resumingToRunning = errName(run);
   c.eq('RESUMING->RUNNING', obs.resumingToRunning, 'OK');
-  obs.resumingFdAfter = await probeFd(ctx.agent, rfd, 'resuming');
-  c.eq('write() on the resuming fd after the session ended', obs.resumingFdAfter, 'ENODEV');
+  if (opts.focus !== 'state') {
+    obs.resumingFdAfter = await probeFd(ctx.agent, rfd, 'resuming');
+    c.eq('write() on the resuming fd after the session ended', obs.resumingFdAfter, 'ENODEV');
+  }
 
   // Device-independent proof: the destination, saved again, produces the same stream.
   const fd2 = await s.dst.reach(State.STOP_COPY);
@@ -279,7 +288,8 @@ async function roundTrip(s: MigState, ctx: CaseContext, opts: { precopy: boolean
   await closeFd(ctx.agent, rfd);
   await s.src.reset();
   await s.dst.reset();
-  return outcome(c, obs, { write: 'OK', resumingToRunning: 'OK', resaveIdentical: true, bytes: 'MIG_DATA_SIZE' });
+  const bytes = opts.focus === 'state' ? 'any' : 'MIG_DATA_SIZE';
+  return outcome(c, obs, { write: 'OK', resumingToRunning: 'OK', resaveIdentical: true, bytes, ...(s.personality ? { deviceState: 'matches' } : {}) });
 }
 
 function streamCases(device: DeviceInfo, flags: number): Case[] {
@@ -288,6 +298,12 @@ function streamCases(device: DeviceInfo, flags: number): Case[] {
     { id: 'migration/stream/round-trip-1-byte-writes', device, run: (s, ctx) => roundTrip(s, ctx, { precopy: false, segment: 1 }) },
   ];
   if (flags & 4) out.push({ id: 'migration/precopy/round-trip', device, run: (s, ctx) => roundTrip(s, ctx, { precopy: true, segment: 0 }) });
+  out.push({
+    id: 'migration/stream/device-state', device,
+    run: async (s, ctx) => (s.personality
+      ? roundTrip(s, ctx, { precopy: false, segment: 0, focus: 'state' })
+      : { status: 'skip', reason: 'no driver-visible state to program and read back for this device (the suite knows mtty and virtio-net VFs); migration/stream/round-trip covers its stream' }),
+  });
   return out;
 }
 

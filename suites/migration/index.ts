@@ -8,6 +8,7 @@ import { createMtty, fingerprint, mttyInfo, openCdev, pciKind, removeMtty, type 
 import { Dev } from './steps.js';
 import { mttyPersonality } from './personality.js';
 import { virtioNetPersonality } from './virtio-net.js';
+import { NO_MIGRATION_ID, noMigrationCases } from './unsupported.js';
 import { readAll } from './steps.js';
 import { State, VALID_FLAG_SETS, flagsName } from './model.js';
 
@@ -75,9 +76,12 @@ function listMigrationCases(): CaseListing[] {
   const device: DeviceInfo = { driver: 'mtty', class: 'sample', id: MTTY_TYPE };
   const sets = VALID_FLAG_SETS.map((f) => new Set(migrationCases(f, device).map((c) => c.id)));
   const from = `the device's migration flags (listed for ${MTTY_TYPE}, flags ${flagsName(MTTY_FLAGS)})`;
-  return migrationCases(MTTY_FLAGS, device).map((c) => (sets.every((s) => s.has(c.id))
-    ? { id: c.id, known: 'static' as const }
-    : { id: c.id, known: 'derived' as const, from }));
+  return [
+    ...migrationCases(MTTY_FLAGS, device).map((c) => (sets.every((s) => s.has(c.id))
+      ? { id: c.id, known: 'static' as const }
+      : { id: c.id, known: 'derived' as const, from })),
+    { id: NO_MIGRATION_ID, known: 'derived' as const, from: 'a real device beyond the pair whose driver offers no migration' },
+  ];
 }
 
 /**
@@ -119,7 +123,10 @@ async function realDeviceSetup(target: Target, agent: AgentClient): Promise<Setu
   const device = info(a, fp);
   const personality = a!.driver === 'virtio_vfio_pci' ? virtioNetPersonality() : undefined;
   const pair = pairState(agent, { src, dst, srcPath: a!.cdev, dstPath: b!.cdev! }, fp, device, personality);
-  return { state: { pairs: [pair], uuids: [] }, cases: onPair(0, migrationCases(fp.migrationFlags, device)) };
+  // a device beyond the pair whose driver offers no migration: its known answer, asserted (first:
+  // a pair case that takes the guest down cannot keep it from running)
+  const extra = await noMigrationCases<SuiteState>(agent, target.devices!.slice(2), (d) => info(d));
+  return { state: { pairs: [pair], uuids: [] }, cases: [...extra, ...onPair(0, migrationCases(fp.migrationFlags, device))] };
 }
 
 /**

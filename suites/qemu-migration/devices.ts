@@ -13,7 +13,7 @@ import type { DeviceInfo } from '../../base/results/schema.js';
 import { createMtty, fingerprint, openCdev, pciKind, removeMtty } from '../migration/devices.js';
 import { ALL_FLAGS, flagsName } from '../migration/model.js';
 import type { NestedOptions, VfioHost } from './nested.js';
-import { UartState, Unverified, type StateCheck } from './state.js';
+import { UartState, Unverified, VirtioNetState, type StateCheck } from './state.js';
 
 export type Backend = NestedOptions['backend'];
 export type MttyType = 'mtty-1' | 'mtty-2';
@@ -24,8 +24,9 @@ export type MttyType = 'mtty-1' | 'mtty-2';
  *  - wrong-type: a destination of another kind than the source
  *  - single: a source alone (its migration goes to a listener, not a VM)
  *  - hops: the homes of one VM migrated `hops` times, in order
+ *  - unsupported: a device whose driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION fails)
  */
-export type Need = 'pair' | 'wrong-type' | 'single' | { hops: number };
+export type Need = 'pair' | 'wrong-type' | 'single' | 'unsupported' | { hops: number };
 
 export type Slot = { kind: 'mdev'; type: MttyType } | { kind: 'pci'; dev: BoundDevice };
 export type Plan = { slots: Slot[] } | { skip: string };
@@ -61,6 +62,7 @@ export function differentPair(devs: BoundDevice[]): [BoundDevice, BoundDevice] |
 }
 
 export function planMtty(need: Need): Plan {
+  if (need === 'unsupported') return { skip: 'mtty offers migration on every kernel the harness builds: no device without it to assign' };
   if (need === 'pair') return { slots: [mdev('mtty-2'), mdev('mtty-2')] };
   // a 1-port instance cannot load a 2-port stream
   if (need === 'wrong-type') return { slots: [mdev('mtty-2'), mdev('mtty-1')] };
@@ -72,14 +74,37 @@ function mdev(type: MttyType): Slot {
   return { kind: 'mdev', type };
 }
 
+/** How a real device's own driver answered VFIO_DEVICE_FEATURE_MIGRATION, by BDF: an errno name, or 'OK'. */
+export type MigrationAnswers = Map<string, string>;
+
 /**
- * The lab host's devices for a case. A VM that hops alternates between the two of a pair (each
- * is free again once the QEMU that left it has quit). The iommufd backend opens the device's cdev,
- * which a kernel without VFIO_DEVICE_CDEV does not give.
+ * The lab host's devices for a case. Devices whose driver answered the migration feature come first
+ * (a pair is made of devices that migrate, when there are two); one that answered with an error is
+ * the 'unsupported' device. A VM that hops alternates between the two of a pair (each is free again
+ * once the QEMU that left it has quit). With no device of another kind, a wrong-type destination is
+ * an mtty instance when `mdevDestination` (the harness's guest, which has mtty). The iommufd
+ * backend opens the device's cdev, which a kernel without VFIO_DEVICE_CDEV does not give.
  */
-export function planReal(devs: BoundDevice[], need: Need, backend: Backend): Plan {
-  const gave = `--device gave ${describeKinds(devs)}`;
+/** The devices in --device order, those whose driver did not refuse migration first. */
+export function migratingFirst(devs: BoundDevice[], answers: MigrationAnswers): BoundDevice[] {
+  const refuses = (d: BoundDevice) => (answers.get(d.bdf) ?? 'OK') !== 'OK';
+  return [...devs.filter((d) => !refuses(d)), ...devs.filter(refuses)];
+}
+
+export function planReal(all: BoundDevice[], need: Need, backend: Backend, answers: MigrationAnswers = new Map(), mdevDestination = false): Plan {
+  const gave = `--device gave ${describeKinds(all)}`;
+  const refuses = (d: BoundDevice) => (answers.get(d.bdf) ?? 'OK') !== 'OK';
+  const devs = migratingFirst(all, answers);
   let chosen: BoundDevice[];
+  if (need === 'unsupported') {
+    const d = all.find(refuses);
+    if (!d) return { skip: `needs a device whose driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION fails); ${gave}, each answered it` };
+    return { slots: [{ kind: 'pci', dev: d }] };
+  }
+  if (need === 'wrong-type' && !differentPair(devs) && mdevDestination && devs[0] && !refuses(devs[0])) {
+    // mtty-1 cannot load a PCI device's stream: a destination of another kind
+    return { slots: [{ kind: 'pci', dev: devs[0] }, mdev('mtty-1')] };
+  }
   if (need === 'single') {
     if (!devs[0]) return { skip: `needs a VF; ${gave}` };
     chosen = [devs[0]];
@@ -128,6 +153,10 @@ export interface DeviceSource {
   flags(h: VfioHost): number | undefined;
   /** the device-content check for one VM (see state.ts) */
   state(): StateCheck;
+  /** how the device's driver answered VFIO_DEVICE_FEATURE_MIGRATION (an errno name, or 'OK'); undefined when not asked */
+  answer?(bdf: string): string | undefined;
+  /** migrate-set-parameters for a source, when its devices need them to converge */
+  readonly migrationParams?: Record<string, unknown>;
 }
 
 /** mtty advertises STOP_COPY | P2P | PRE_COPY. */
@@ -169,7 +198,9 @@ async function createInstances(target: Target, slots: Slot[]): Promise<VfioHost[
 }
 
 /** What the device says of its migration support (through the agent), or why it could not be asked. */
-export type DeviceFacts = { migrationFlags: number; flags: string; stopCopyLength?: number; dmaLogging: string } | { unavailable: string };
+export type DeviceFacts =
+  | { migrationFlags: number; flags: string; stopCopyLength?: number; dmaLogging: string }
+  | { unavailable: string; migrationErrno?: string };
 
 /**
  * Ask each device for its flags through its cdev, then close it again before any QEMU opens it.
@@ -182,6 +213,12 @@ export async function readDeviceFacts(agent: AgentClient, devs: BoundDevice[]): 
     try {
       const dev = await openCdev(agent, d.cdev, d.bdf);
       try {
+        // the driver's own answer, kept apart from a failure to ask
+        const f = await agent.request('mig_flags', { dev: dev.fd });
+        if (!f.ok) {
+          out.set(d.bdf, { unavailable: `${d.bdf} does not support migration: VFIO_DEVICE_FEATURE_MIGRATION gave ${f.err}`, migrationErrno: String(f.err) });
+          continue;
+        }
         const fp = await fingerprint(agent, dev);
         out.set(d.bdf, { migrationFlags: fp.migrationFlags, flags: flagsName(fp.migrationFlags), stopCopyLength: fp.stopCopyLength, dmaLogging: fp.dmaLogging });
       } finally {
@@ -194,29 +231,86 @@ export async function readDeviceFacts(agent: AgentClient, devs: BoundDevice[]): 
   return out;
 }
 
-export function realSource(devs: BoundDevice[], facts: Map<string, DeviceFacts>): DeviceSource {
+/** The errno names the devices' drivers answered VFIO_DEVICE_FEATURE_MIGRATION with ('OK' when they migrate). */
+export function migrationAnswers(facts: Map<string, DeviceFacts>): MigrationAnswers {
+  const out: MigrationAnswers = new Map();
+  for (const [bdf, f] of facts) {
+    if ('migrationFlags' in f) out.set(bdf, 'OK');
+    else if (f.migrationErrno) out.set(bdf, f.migrationErrno);
+  }
+  return out;
+}
+
+/**
+ * A real device's VM must converge. With the legacy container, type1 reports every page the VM has
+ * mapped as dirty at each sync unless the device is an mdev (only mdevs scope dirtying to the pages
+ * they pin): QEMU sends the nested VM's 128 MiB again on every pass, and its estimate of what it can
+ * send in the downtime limit (the bandwidth it measured, mostly zero-page markers, times 300 ms)
+ * never covers it, so the migration stays active (seen on the virtio-vf VFs: iommufd completed in
+ * 276 ms, the container never did). Telling QEMU the bandwidth the switchover has lets it stop the
+ * VM and send the rest; the device's part of the migration is unchanged.
+ */
+export const REAL_MIGRATION_PARAMS = { 'avail-switchover-bandwidth': 1024 * 1024 * 1024 };
+
+export interface RealOptions {
+  /** the class results are filed under: 'variant' in the harness's guest (our emulated devices), 'real' on a lab host */
+  cls: 'real' | 'variant';
+  /** the target has mtty: an mtty instance can be a wrong-type destination */
+  mtty?: Target;
+}
+
+/** A virtio-net VF's state is read back through its registers (state.ts); other devices' is not verified. */
+function stateCheckFor(driver: string | undefined): StateCheck {
+  return driver === 'virtio_vfio_pci' ? new VirtioNetState() : new Unverified();
+}
+
+export function realSource(devs: BoundDevice[], facts: Map<string, DeviceFacts>, o: RealOptions = { cls: 'real' }): DeviceSource {
   const byBdf = new Map(devs.map((d) => [d.bdf, d]));
+  const answers = migrationAnswers(facts);
+  const plan = (need: Need, backend: Backend) => planReal(devs, need, backend, answers, !!o.mtty);
   return {
     kind: 'real',
-    plan: (need, backend) => planReal(devs, need, backend),
-    info(plan) {
-      const [src, dst] = 'slots' in plan ? plan.slots.flatMap((s) => (s.kind === 'pci' ? [s.dev] : [])) : [devs[0]!];
+    plan,
+    info(p) {
+      const pci = 'slots' in p ? p.slots.flatMap((s) => (s.kind === 'pci' ? [s.dev] : [])) : [];
+      // a skipped case is filed under the device its pair would have started from
+      const src = pci[0] ?? migratingFirst(devs, answers)[0]!;
+      const mdevDst = 'slots' in p ? p.slots.find((s): s is Extract<Slot, { kind: 'mdev' }> => s.kind === 'mdev') : undefined;
+      const dst = pci[1];
       return {
-        driver: src!.driver, class: 'real', id: kindOf(src!),
-        fingerprint: { bdf: src!.bdf, ...(dst && dst.bdf !== src!.bdf ? { destination: dst.bdf } : {}), ...facts.get(src!.bdf) },
+        driver: src.driver, class: o.cls, id: kindOf(src),
+        fingerprint: {
+          bdf: src.bdf,
+          ...(dst && dst.bdf !== src.bdf ? { destination: dst.bdf } : {}),
+          ...(mdevDst ? { destination: mdevDst.type } : {}),
+          ...facts.get(src.bdf),
+        },
       };
     },
-    acquire: async (slots) => slots.map((s) => (s.kind === 'pci' ? { kind: 'pci', bdf: s.dev.bdf } : unreachable(s))),
-    // the devices belong to the run: the device manager restores them at its end
-    release: async () => undefined,
+    async acquire(slots) {
+      const out = o.mtty && slots.some((s) => s.kind === 'mdev') ? await createInstances(o.mtty, slots) : [];
+      slots.forEach((s, i) => {
+        if (s.kind === 'pci') out[i] = { kind: 'pci', bdf: s.dev.bdf };
+        else if (!out[i]) unreachable(s);
+      });
+      return out;
+    },
+    // the PCI devices belong to the run (the device manager restores them at its end); mtty instances do not
+    async release(hosts) {
+      const uuids = hosts.flatMap((h) => (h.kind === 'mdev' ? [h.uuid] : []));
+      if (uuids.length && o.mtty) await removeMtty(o.mtty, uuids);
+    },
     flags(h) {
-      const f = h.kind === 'pci' && byBdf.has(h.bdf) ? facts.get(h.bdf) : undefined;
+      if (h.kind === 'mdev') return MTTY_FLAGS;
+      const f = byBdf.has(h.bdf) ? facts.get(h.bdf) : undefined;
       return f && 'migrationFlags' in f ? f.migrationFlags : undefined;
     },
-    state: () => new Unverified(),
+    state: () => stateCheckFor(devs[0]?.driver),
+    answer: (bdf) => answers.get(bdf),
+    migrationParams: REAL_MIGRATION_PARAMS,
   };
 }
 
 function unreachable(s: Slot): never {
-  throw new Error(`a lab host's plan holds only PCI devices, not ${JSON.stringify(s)}`);
+  throw new Error(`this target has no mtty for ${JSON.stringify(s)}: a lab host's plan holds only PCI devices`);
 }

@@ -32,9 +32,9 @@ export { arcCoverage } from './parse.js';
  *
  * The devices (devices.ts): in the guest, fresh mtty instances per case (`vfio-pci,sysfsdev=`),
  * whose content the cases check through the nested guest's I/O ports; on a lab host, the --device
- * list (`vfio-pci,host=`), paired by vendor:device, whose content no generic probe can read
- * (state.ts). A driver without migration support makes QEMU refuse: expected-unsupported, in
- * QEMU's words.
+ * list (`vfio-pci,host=`), paired by vendor:device, whose content is read back for virtio-net VFs
+ * and otherwise not verified (state.ts); a profile's guest devices are filed as class variant. A
+ * driver without migration support makes QEMU refuse: expected-unsupported, in QEMU's words.
  */
 
 const SUITE = 'qemu-migration';
@@ -156,7 +156,13 @@ async function pair(st: QmState, vms: Vms, slots: Slot[], backend: Backend, seed
   const state = st.source.state();
   await state.load(src, seed);
   if (caps) await Promise.all([src.setCaps(caps), dst.setCaps(caps)]);
+  await src.setParams(st.source.migrationParams ?? {});
   return { src, dst, hosts, state };
+}
+
+/** The migration parameters the source was given, for the record (none for mtty). */
+function params(st: QmState): Record<string, unknown> {
+  return st.source.migrationParams ? { parameters: st.source.migrationParams } : {};
 }
 
 function uri(st: QmState, tag: string): string {
@@ -192,7 +198,7 @@ async function completes(ctx: CaseContext, st: QmState, slots: Slot[], m: Migrat
     const vfio = { source: walk(st, src, hosts[0]!), destination: walk(st, dst, hosts[1]!) };
     const observed: Record<string, unknown> = {
       qemu: st.env.version?.text, backend: m.backend, capabilities: Object.keys(m.caps ?? {}).filter((k) => m.caps![k]),
-      ...ending(info), destinationRunState: dstRun, vfio,
+      ...params(st), ...ending(info), destinationRunState: dstRun, vfio,
     };
     const measurements = { ...figures(info), devices: roles(hosts) };
     if (info.status !== 'completed') return { status: 'fail', reason: `migration ended '${info.status}'${info['error-desc'] ? `: ${info['error-desc']}` : ''}`, observed, measurements };
@@ -353,7 +359,7 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
   const hops: Record<string, unknown>[] = [];
   const walks: SideWalk[] = [];
   const hopFigures: Record<string, unknown>[] = [];
-  const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, roundTrips: n, hops, vfio: { hops: walks } };
+  const observed: Record<string, unknown> = { qemu: st.env.version?.text, backend, roundTrips: n, ...params(st), hops, vfio: { hops: walks } };
   const measurements: Record<string, unknown> = { hops: hopFigures };
   let next: Promise<NestedQemu> | undefined;
   const stopping: Promise<void>[] = [];
@@ -374,6 +380,7 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
       const dstAt = Date.now();
       const u = uri(st, `hop${h}`);
       await dst.qmp.execute('migrate-incoming', { uri: u }, 10_000);
+      await src.setParams(st.source.migrationParams ?? {});
       await src.qmp.execute('migrate', { uri: u }, 10_000);
       if (fresh && h + 1 < 2 * n) next = startDst(h + 1);
       const info = await src.waitMigrationStatus(() => false, 30_000);
@@ -415,6 +422,36 @@ async function roundTrips(ctx: CaseContext, st: QmState, slots: Slot[], backend:
   }
 }
 
+/**
+ * A device whose driver offers no migration (a virtio-net VF whose PF has no administration
+ * virtqueue, under virtio_vfio_pci): the driver's own answer must be the uAPI's "no migration"
+ * (VFIO_DEVICE_FEATURE_MIGRATION fails with ENOTTY: the device has no migration ops), and QEMU
+ * must refuse to migrate it. Both together are the device's known answer: expected-unsupported.
+ */
+async function unsupportedDevice(ctx: CaseContext, st: QmState, slots: Slot[], backend: Backend): Promise<CaseOutcome> {
+  const bdf = slots[0]?.kind === 'pci' ? slots[0].dev.bdf : '?';
+  const answer = st.source.answer?.(bdf);
+  const observed: Record<string, unknown> = { qemu: st.env.version?.text, devices: [bdf], driverAnswer: answer ?? 'not asked' };
+  if (answer !== 'ENOTTY') return { status: 'fail', reason: `VFIO_DEVICE_FEATURE_MIGRATION on ${bdf} gave ${answer ?? 'no answer'}, not ENOTTY (a driver without migration ops)`, observed };
+  const vms = new Vms(ctx.target, st, ctx);
+  try {
+    let refusal: string | undefined;
+    try {
+      const [host] = await vms.devices(slots);
+      const src = await vms.start({ role: 'src', device: host!, backend });
+      await src.qmp.execute('migrate', { uri: uri(st, 'unsupported') }, 10_000);
+    } catch (e) {
+      refusal = migrationRefusal((e as Error).message);
+      if (!refusal) throw e;
+    }
+    if (!refusal) return { status: 'fail', reason: `QEMU started migrating ${bdf}, whose driver answered ENOTTY: it offers no migration`, observed };
+    observed.refusal = refusal;
+    return { status: 'expected-unsupported', reason: `${bdf}: its driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION: ENOTTY), and QEMU refuses it: ${refusal}`, observed };
+  } finally {
+    await vms.stopAll();
+  }
+}
+
 interface CaseSpec {
   id: string;
   need: Need;
@@ -437,6 +474,7 @@ const CASES: CaseSpec[] = [
     requires: { flags: Flag.PRE_COPY, why: 'QEMU has no device precopy phase to cancel in' },
   },
   { id: `round-trips-${ROUND_TRIPS}`, need: { hops: 2 * ROUND_TRIPS }, backend: 'container', timeoutMs: 90_000, run: (ctx, st, d, b) => roundTrips(ctx, st, d, b, ROUND_TRIPS) },
+  { id: 'unsupported-device', need: 'unsupported', backend: 'container', run: unsupportedDevice },
 ];
 
 export const CASE_IDS = CASES.map((c) => `${SUITE}/${c.id}`);
@@ -447,7 +485,9 @@ async function deviceSource(target: Target, agent: AgentClient, env: ClientEnv):
   if (!devs.length) return mttySource(target);
   // a client that cannot run makes every case skip or expected-unsupported: nothing to ask the devices
   const facts = env.missing || env.unsupported ? new Map() : await readDeviceFacts(agent, devs);
-  return realSource(devs, facts);
+  // In the harness's guest the devices are our QEMU's emulation driven by a variant driver, and mtty is there.
+  const guest = target.kind === 'qemu';
+  return realSource(devs, facts, { cls: guest ? 'variant' : 'real', mtty: guest ? target : undefined });
 }
 
 /** A client that cannot run decides every case, before the devices are looked at. */

@@ -4,7 +4,7 @@ import { QmpClient, type MigrationInfo, type QmpEvent } from '../../harness/qemu
 import { HarnessError } from '../../base/errors.js';
 import { ROOTFS_GUEST_DIR, ROOTFS_MOUNT_OPTS, ROOTFS_TAG } from '../../images/rootfs/build.js';
 import {
-  ioPorts, parsePortRead, parseQemuVersion, programIoBarsHmp, qemuUnsupportedReason, vfioOptions,
+  cf8Address, ioPorts, parsePortRead, parseQemuVersion, programIoBarsHmp, qemuUnsupportedReason, vfioOptions,
   type QemuVersion,
 } from './parse.js';
 
@@ -126,6 +126,9 @@ export const DEVICE_SLOT = 4;
 export const IO_BASES = [0xc060, 0xc068];
 export const DEVICE_ID = 'dev0';
 
+/** HMP's port access sizes: /b, /h (16 bits), /w (32 bits). */
+const PORT_SIZE = { 1: 'b', 2: 'h', 4: 'w' } as const;
+
 export function nestedArgs(env: ClientEnv, o: NestedOptions): string[] {
   const props = [
     vfioHostProp(o.device), `id=${DEVICE_ID}`, `addr=${DEVICE_SLOT}.0`,
@@ -158,11 +161,13 @@ export class NestedQemu {
     const ch = await target.openChannel(`${env.prefix}${argv.map(shq).join(' ')}`);
     let err = '';
     ch.stderr.on('data', (b: Buffer) => { err += b.toString('utf8'); });
+    const exited = new Promise<void>((r) => ch.once('close', () => r()));
     let qmp: QmpClient;
     try {
       qmp = await QmpClient.fromStream(ch, timeoutMs);
     } catch (e) {
-      await new Promise((r) => setTimeout(r, 100));
+      // QEMU's reason is its last stderr line, which can arrive after QMP saw the exit
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2_000))]);
       throw new HarnessError(`nested QEMU '${o.name}' did not start: ${(e as Error).message}${err.trim() ? `; stderr: ${err.trim().slice(-500)}` : ''}`);
     }
     const q = new NestedQemu(o.name, argv, ch, qmp, target, env);
@@ -208,6 +213,40 @@ export class NestedQemu {
     const v = parsePortRead(r);
     if (v === undefined) throw new HarnessError(`HMP i /b 0x${port.toString(16)} on ${this.name} answered '${r.trim()}'`);
     return v;
+  }
+
+  /**
+   * A register of the assigned device's config space (bus 0, DEVICE_SLOT), through the legacy
+   * configuration ports: what a driver in the nested guest would read. 0xcf8 is written only
+   * when the dword addressed changes.
+   */
+  async cfgRead(reg: number, size: 1 | 2 | 4): Promise<number> {
+    await this.cfgAddress(reg);
+    const port = 0xcfc + (reg & 3);
+    const r = await this.hmp(`i /${PORT_SIZE[size]} 0x${port.toString(16)}`);
+    const v = parsePortRead(r);
+    if (v === undefined) throw new HarnessError(`HMP i /${PORT_SIZE[size]} 0x${port.toString(16)} on ${this.name} answered '${r.trim()}'`);
+    return v;
+  }
+
+  async cfgWrite(reg: number, size: 1 | 2 | 4, val: number): Promise<void> {
+    await this.cfgAddress(reg);
+    const port = 0xcfc + (reg & 3);
+    const r = await this.hmp(`o /${PORT_SIZE[size]} 0x${port.toString(16)} 0x${(val >>> 0).toString(16)}`);
+    if (r.trim()) throw new HarnessError(`HMP o 0x${port.toString(16)} on ${this.name}: ${r.trim()}`);
+  }
+
+  private cf8 = -1;
+  private async cfgAddress(reg: number): Promise<void> {
+    const a = cf8Address(0, DEVICE_SLOT, 0, reg);
+    if (a === this.cf8) return;
+    const r = await this.hmp(`o /w 0xcf8 0x${a.toString(16)}`);
+    if (r.trim()) throw new HarnessError(`HMP o /w 0xcf8 on ${this.name}: ${r.trim()}`);
+    this.cf8 = a;
+  }
+
+  async setParams(params: Record<string, unknown>): Promise<void> {
+    if (Object.keys(params).length) await this.qmp.execute('migrate-set-parameters', params, 10_000);
   }
 
   async setCaps(caps: Record<string, boolean>): Promise<void> {

@@ -47,6 +47,8 @@ export function qemuUnsupportedReason(v: QemuVersion | undefined, vfioHelp: stri
  */
 const REFUSALS = [
   'VFIO migration is not supported in kernel',
+  // QEMU 11: the same refusal, through the init error
+  'VFIO migration init failed: migration is not supported in kernel',
   "VFIO device doesn't support migration",
   "VFIO device doesn't support device and IOMMU dirty tracking",
   "Migration couldn't be initialized for VFIO device, err: -(?:25|95)\\b",

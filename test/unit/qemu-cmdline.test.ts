@@ -217,7 +217,13 @@ t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with
   t.ok(port >= 0 && pf > port, 'the PF sits behind the root port');
   t.equal(vfs.length, 2, 'two VFs naming the PF');
   t.ok(vfs.every((v) => devices.indexOf(v) < pf), 'QEMU collects the VFs when the PF is realized: they come first');
-  t.same(p.guestDevices, ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2']);
+  t.same(p.guestDevices, ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2', '0000:02:00.0,driver=virtio_vfio_pci,vfs=1']);
+  // the PF without the admin queue: a port of its own after the first (the guest's bus 2), one VF
+  const port2 = at(/^pcie-root-port,id=vfrp2,/);
+  const pf2 = at(/^virtio-net-pci,id=vfpf2,bus=vfrp2,addr=0\.0,romfile=$/);
+  const vf2 = at(/^virtio-net-pci,bus=vfrp2,addr=0\.1,sriov-pf=vfpf2,romfile=$/);
+  t.ok(port2 > pf && pf2 > port2 && vf2 > port2 && vf2 < pf2, 'its port comes after the first PF, its VF before it');
+  t.notMatch(devices[pf2]!, /x-admin-vq/, 'no admin queue on the second PF');
   t.notOk(DEFAULT_PROFILES.includes('virtio-vf'), 'a profile that binds devices in its guest runs when named');
   t.match(resolveProfile(p, qemu.caps), { ok: false, why: /virtio-net-pci has no property (sriov-pf|x-admin-vq)/ }, 'an unpatched QEMU cannot express it');
 });

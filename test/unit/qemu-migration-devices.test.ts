@@ -7,11 +7,11 @@ import type { ExecResult } from '../../harness/ssh/client.js';
 import type { Target } from '../../harness/target/target.js';
 import type { CaseContext } from '../../suites/types.js';
 import {
-  describeKinds, differentPair, distinctSlots, flagGap, kindOf, planMtty, planReal, samePair, type Plan,
+  describeKinds, differentPair, distinctSlots, flagGap, kindOf, migratingFirst, planMtty, planReal, realSource, REAL_MIGRATION_PARAMS, samePair, type Plan,
 } from '../../suites/qemu-migration/devices.js';
 import { nestedArgs, type ClientEnv } from '../../suites/qemu-migration/nested.js';
 import { migrationRefusal, vfioOptions } from '../../suites/qemu-migration/parse.js';
-import { NOT_VERIFIED, Unverified } from '../../suites/qemu-migration/state.js';
+import { diffVirtio, NOT_VERIFIED, Unverified, VirtioNetState, virtioPattern } from '../../suites/qemu-migration/state.js';
 import { CASE_IDS, qemuMigrationSuite } from '../../suites/qemu-migration/index.js';
 import type { NestedQemu } from '../../suites/qemu-migration/nested.js';
 
@@ -463,5 +463,174 @@ t.test('a migrate error that is not a refusal in QEMU\'s words stays an error, o
     const { target, wire } = scriptedLab(devices, { blocker: 'Failed to set up the migration channel' });
     await t.rejects(run(target, agentWithFlags(FLAGS_P2P), 'legacy-container'), /QMP migrate failed: GenericError: Failed to set up the migration channel/);
     t.same(wire.held, new Set(), 'the QEMUs were stopped');
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// virtio-net VFs (the virtio-vf profile): a pair that migrates and a VF whose driver does not
+
+const vvf = (bdf: string, n: number): BoundDevice => ({ ...vf(bdf, '0x1af4', '0x1041'), driver: 'virtio_vfio_pci', cdev: `/dev/vfio/devices/vfio${n}` });
+const V1 = vvf('0000:01:00.1', 0);
+const V2 = vvf('0000:01:00.2', 1);
+const V3 = vvf('0000:02:00.1', 2);
+
+t.test('plans with the drivers\' answers: the migrating pair first, the refusing device for the unsupported case', async (t) => {
+  const answers = new Map([[V1.bdf, 'OK'], [V2.bdf, 'OK'], [V3.bdf, 'ENOTTY']]);
+  t.same(migratingFirst([V3, V1, V2], answers), [V1, V2, V3]);
+  t.same(bdfs(planReal([V3, V1, V2], 'pair', 'container', answers)), [V1.bdf, V2.bdf], 'not the VF that refuses, wherever it stands');
+  t.same(bdfs(planReal([V1, V2, V3], 'single', 'container', answers)), [V1.bdf]);
+  t.same(bdfs(planReal([V1, V2, V3], 'unsupported', 'container', answers)), [V3.bdf]);
+  t.same(bdfs(planReal([V1, V2], 'unsupported', 'container', new Map([[V1.bdf, 'OK'], [V2.bdf, 'OK']]))),
+    'needs a device whose driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION fails); --device gave 2 (1af4:1041 x2), each answered it');
+  t.same(bdfs(planReal([V1, V2, V3], 'wrong-type', 'container', answers, true)), [V1.bdf, 'mtty-1'], 'an mtty instance where the target has mtty');
+  t.match(bdfs(planReal([V1, V2, V3], 'wrong-type', 'container', answers, false)), /^needs two devices of different vendor:device/, 'a lab host has no mtty to offer');
+  t.same(bdfs(planReal([V1, NIC], 'wrong-type', 'container', new Map(), true)), [V1.bdf, NIC.bdf], 'a device of another kind is preferred to mtty');
+  const none = new Map([[A.bdf, 'ENOTTY'], [B.bdf, 'ENOTTY']]);
+  t.same(bdfs(planReal([A, B], 'pair', 'container', none)), [A.bdf, B.bdf], 'with no device that migrates, the pair still runs: QEMU\'s refusal is the answer');
+  t.match(bdfs(planMtty('unsupported')), /^mtty offers migration on every kernel/);
+});
+
+t.test('the guest\'s VFs are filed as variant devices, with an mtty wrong-type destination named', async (t) => {
+  const facts = new Map([
+    [V1.bdf, { migrationFlags: 0x7, flags: 'STOP_COPY|P2P|PRE_COPY', dmaLogging: 'ENOTTY' }],
+    [V2.bdf, { migrationFlags: 0x7, flags: 'STOP_COPY|P2P|PRE_COPY', dmaLogging: 'ENOTTY' }],
+    [V3.bdf, { unavailable: `${V3.bdf} does not support migration: VFIO_DEVICE_FEATURE_MIGRATION gave ENOTTY`, migrationErrno: 'ENOTTY' }],
+  ]);
+  const target = labHost({});
+  const src = realSource([V1, V2, V3], facts, { cls: 'variant', mtty: target });
+  const wrong = src.plan('wrong-type', 'container');
+  t.match(src.info(wrong), { driver: 'virtio_vfio_pci', class: 'variant', id: '1af4:1041', fingerprint: { bdf: V1.bdf, destination: 'mtty-1', migrationFlags: 0x7 } });
+  t.match(src.info(src.plan('unsupported', 'container')), { class: 'variant', fingerprint: { bdf: V3.bdf, migrationErrno: 'ENOTTY' } });
+  t.equal(src.answer!(V3.bdf), 'ENOTTY');
+  t.equal(src.answer!(V1.bdf), 'OK');
+  t.same(src.migrationParams, REAL_MIGRATION_PARAMS);
+  t.ok(src.state() instanceof VirtioNetState, 'a virtio-net VF gets its state checked');
+  t.ok(realSource([A, B], new Map()).state() instanceof Unverified, 'other drivers: not verified, said so');
+  t.equal(realSource([A, B], new Map()).info({ skip: 'x' }).class, 'real', 'a lab host\'s devices stay real');
+});
+
+/**
+ * A virtio-net VF as config cycles reach it: its capability list (common, device and the PCI
+ * configuration access window) and behind the window the common configuration and the MAC.
+ */
+class VirtioVf {
+  readonly cfg = new Uint8Array(256);
+  status = 0;
+  dfselect = 0;
+  gfselect = 0;
+  gf = [0, 0];
+  qsel = 0;
+  qsize = [256, 256];
+  qdesc = [0, 0];
+  constructor(readonly name: string, public mac: number[]) {
+    const cap = (at: number, next: number, type: number, offset: number) => {
+      this.cfg.set([0x09, next, type === 5 ? 20 : 16, type, 4], at);
+      new DataView(this.cfg.buffer).setUint32(at + 8, offset, true);
+    };
+    this.cfg[0x34] = 0x40;
+    cap(0x40, 0x50, 1, 0x0);
+    this.cfg.set([0x11, 0x60], 0x50); // MSI-X, not vendor
+    cap(0x60, 0x70, 4, 0x2000);
+    cap(0x70, 0, 5, 0);
+  }
+  private get dv() { return new DataView(this.cfg.buffer); }
+  async cfgRead(reg: number, size: 1 | 2 | 4): Promise<number> {
+    if (reg >= 0x70 + 16 && reg < 0x70 + 20) this.dv.setUint32(0x70 + 16, this.bar(this.dv.getUint32(0x70 + 8, true)), true);
+    return size === 1 ? this.cfg[reg]! : size === 2 ? this.dv.getUint16(reg, true) : this.dv.getUint32(reg, true);
+  }
+  async cfgWrite(reg: number, size: 1 | 2 | 4, v: number): Promise<void> {
+    if (size === 1) this.cfg[reg] = v; else if (size === 2) this.dv.setUint16(reg, v, true); else this.dv.setUint32(reg, v, true);
+    if (reg === 0x70 + 16) this.barWrite(this.dv.getUint32(0x70 + 8, true), v);
+  }
+  private bar(off: number): number {
+    if (off >= 0x2000) return [0, 1, 2, 3].reduce((a, i) => a | ((this.mac[off - 0x2000 + i] ?? 0) << (8 * i)), 0) >>> 0;
+    const regs: Record<number, number> = {
+      4: this.dfselect === 0 ? 0x20 | 0x1 : 0x1, 12: this.gf[this.gfselect]!, 20: this.status, 24: this.qsize[this.qsel]!, 32: this.qdesc[this.qsel]!,
+    };
+    return regs[off] ?? 0;
+  }
+  private barWrite(off: number, v: number): void {
+    if (off === 0) this.dfselect = v;
+    if (off === 8) this.gfselect = v;
+    if (off === 12) this.gf[this.gfselect] = v;
+    if (off === 20) this.status = v;
+    if (off === 22) this.qsel = v;
+    if (off === 24) this.qsize[this.qsel] = v;
+    if (off === 32) this.qdesc[this.qsel] = v;
+  }
+  /** what DEV_PARTS_SET gives a destination: the source's registers */
+  takeStateOf(src: VirtioVf): void {
+    Object.assign(this, { status: src.status, gf: [...src.gf], qsize: [...src.qsize], qdesc: [...src.qdesc], mac: [...src.mac] });
+  }
+}
+
+t.test('a virtio-net VF\'s state, played through its config-space window: loaded on the source, read back where the VM is', async (t) => {
+  const src = new VirtioVf('src', [0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+  const dst = new VirtioVf('dst', [0x52, 0x54, 0, 0x12, 0x34, 0x57]);
+  const s = new VirtioNetState();
+  await s.load(src as unknown as NestedQemu, 1);
+  t.equal(src.status, 0x0b, 'ACKNOWLEDGE|DRIVER|FEATURES_OK');
+  t.same(src.gf, [0x20, 0x1], 'MAC (bit 5) of what was offered, and VERSION_1');
+  t.equal(src.qsize[0], virtioPattern(1).queue0Size);
+  t.equal(src.qdesc[0], virtioPattern(1).queue0Desc);
+  const into: Record<string, unknown> = {};
+  t.match(await s.verify(dst as unknown as NestedQemu, into), /status: source 0xb, read 0x0; .*mac: source 52:54:00:12:34:56, read 52:54:00:12:34:57/, 'a destination the state never reached');
+  dst.takeStateOf(src);
+  t.equal(await s.verify(dst as unknown as NestedQemu, into), undefined, 'the destination reads back the source');
+  t.match(into, { state: { source: { mac: '52:54:00:12:34:56', queue0Size: 32 }, read: { mac: '52:54:00:12:34:56' } } });
+  dst.qdesc[0] = 0;
+  t.match(await s.verify(dst as unknown as NestedQemu, {}), /^queue0Desc: source 0x10010000, read 0x0$/);
+  t.not(virtioPattern(2).queue0Desc, virtioPattern(3).queue0Desc, 'each seed its own ring address');
+  const regs = { status: 1, driverFeatures: [1, 2] as [number, number], queue0Size: 4, queue0Desc: 5, mac: 'm' };
+  t.same(diffVirtio(regs, { ...regs, driverFeatures: [1, 3] }), ['driverFeatures: source 0x1/0x2, read 0x1/0x3']);
+  const none = new VirtioVf('x', []);
+  none.cfg[0x34] = 0;
+  await t.rejects(new VirtioNetState().load(none as unknown as NestedQemu, 1), /no virtio common\/device\/PCI-window capability/);
+});
+
+t.test('an unsupported VF: the driver answers ENOTTY and QEMU 11 refuses it: expected-unsupported with both', async (t) => {
+  const refusal = '0000:02:00.1: VFIO migration init failed: migration is not supported in kernel: Inappropriate ioctl for device';
+  const words = `qemu-system-x86_64: -device vfio-pci,host=0000:02:00.1,id=dev0,addr=4.0,enable-migration=on,migration-events=on: vfio 0000:02:00.1: ${refusal}\n`;
+  const target = labHost({ devices: [V1, V2, V3], channel: () => exitingQemu(words) });
+  const { outcome, c } = await run(target, agentWithFlags({ [V1.cdev!]: 0x7, [V2.cdev!]: 0x7 }), 'unsupported-device');
+  t.same(outcome, {
+    status: 'expected-unsupported',
+    reason: `0000:02:00.1: its driver offers no migration (VFIO_DEVICE_FEATURE_MIGRATION: ENOTTY), and QEMU refuses it: ${refusal}`,
+    observed: { qemu: '11.1.3', devices: [V3.bdf], driverAnswer: 'ENOTTY', refusal },
+  });
+  t.match(c.device.fingerprint, { bdf: V3.bdf, migrationErrno: 'ENOTTY' });
+  t.equal(target.channels.length, 1, 'one QEMU, on the refusing VF');
+  t.match(target.channels[0], /host=0000:02:00\.1,/);
+});
+
+t.test('an unsupported-device case whose driver answers something else than ENOTTY fails before any QEMU', async (t) => {
+  const target = labHost({ devices: [V1, V2, V3] });
+  const agent = agentWithFlags({ [V1.cdev!]: 0x7, [V2.cdev!]: 0x7 });
+  const einval = { ...agent, async request(cmd: Parameters<AgentClient['request']>[0], args: Record<string, unknown>) {
+    const r = await agent.request(cmd, args as never);
+    return cmd === 'mig_flags' && !r.ok ? { ...r, errno: 22, err: 'EINVAL' } : r;
+  } } as AgentClient;
+  const { outcome } = await run(target, einval, 'unsupported-device');
+  t.equal(outcome.status, 'fail');
+  t.equal(outcome.reason, 'VFIO_DEVICE_FEATURE_MIGRATION on 0000:02:00.1 gave EINVAL, not ENOTTY (a driver without migration ops)');
+  t.same(target.channels, []);
+});
+
+t.test('real sources are told the switchover bandwidth; it is on record', async (t) => {
+  const { target } = scriptedLab([A, B]);
+  const sent: unknown[] = [];
+  const orig = ScriptedQemu.prototype['handle' as keyof ScriptedQemu] as unknown as (m: { execute: string; arguments?: unknown }) => void;
+  const spy = function (this: ScriptedQemu, m: { execute: string; arguments?: unknown }) {
+    if (m.execute === 'migrate-set-parameters') sent.push(m.arguments);
+    return orig.call(this, m);
+  };
+  (ScriptedQemu.prototype as unknown as Record<string, unknown>).handle = spy;
+  try {
+    const { outcome } = await run(target, agentWithFlags(FLAGS_P2P), 'legacy-container');
+    t.equal(outcome.status, 'pass', outcome.reason ?? 'passes');
+    t.same(sent, [REAL_MIGRATION_PARAMS], 'once, on the source');
+    t.same(outcome.observed!.parameters, REAL_MIGRATION_PARAMS);
+  } finally {
+    (ScriptedQemu.prototype as unknown as Record<string, unknown>).handle = orig;
   }
 });
