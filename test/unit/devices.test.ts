@@ -1,4 +1,5 @@
 import t from 'tap';
+import { bindGuestDevices } from '../../runner/guest-devices.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -206,4 +207,28 @@ t.test('manager: apply journals, restore undoes in reverse and verifies', async 
   t.equal(guest.pending, 1);
   t.notOk(guest.restoresOnExit, 'a throwaway guest is not restored on exit');
   await guest.restore();
+});
+
+t.test('a guest\'s profile devices: closing the guest waits a bounded time for a restore stuck in its kernel', async (t) => {
+  const log: string[] = [];
+  let state = SYSFS;
+  let stuck = false;
+  const shell = fakeShell(() => state, log);
+  const closers: (() => Promise<unknown>)[] = [];
+  const guest = {
+    name: 'guest-1', facts: {} as Record<string, string>, devices: undefined as unknown,
+    onClose: (fn: () => Promise<unknown>) => { closers.push(fn); },
+    exec: async (cmd: string, o?: Parameters<Shell['exec']>[1]) => {
+      if (stuck && !cmd.startsWith('cd /sys/bus/pci/devices')) return new Promise<never>(() => undefined); // sriov_numvfs 0 waiting on a device lock
+      const r = await shell.exec(cmd, o);
+      if (cmd.startsWith('set -e') && cmd.includes('drivers_probe')) state = SYSFS.replace('dev 0000:00:02.0\nvendor 0x1234\ndevice 0x11e8\n', 'dev 0000:00:02.0\nvendor 0x1234\ndevice 0x11e8\ndriver vfio-pci\n');
+      return r;
+    },
+  };
+  const lines: string[] = [];
+  await bindGuestDevices(guest as unknown as Parameters<typeof bindGuestDevices>[0], ['00:02.0'], (l) => lines.push(l), 200);
+  t.match(guest.facts.devices, /0000:00:02.0=vfio-pci/);
+  stuck = true;
+  await closers[0]!(); // without the bound this never returns, and the test times out
+  t.match(lines.join('\n'), /guest-1: device bindings not restored within 0.2 s \(a driver may hold the device\); the guest is discarded anyway/);
 });
