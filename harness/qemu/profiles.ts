@@ -59,7 +59,7 @@ const EDU: QemuOption = { type: 'edu' };
 const Q35_SPLIT: QemuOption = { type: 'q35', props: ['kernel-irqchip=split'] };
 /**
  * A virtio-net SR-IOV PF with the virtio administration virtqueue and two VFs behind one root port
- * (images/qemu/patches/0006-0008): the guest's virtio_vfio_pci migrates the VFs through the PF.
+ * (images/qemu/patches/0007-0009): the guest's virtio_vfio_pci migrates the VFs through the PF.
  * QEMU wants the VFs first and the PF after them; the VFs' function numbers follow the PF's.
  */
 const VIRTIO_VF_DEVICES: QemuOption[] = [
@@ -142,7 +142,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU, { type: 'pasid-dma' }],
     qemu: 'built',
-    emulatedBy: ['0004-pci-intel_iommu-address-space-per-PASID.patch', '0005-hw-misc-pasid-dma-test-device.patch'],
+    emulatedBy: ['0005-pci-intel_iommu-address-space-per-PASID.patch', '0006-hw-misc-pasid-dma-test-device.patch'],
     suites: ['pasid', 'dma'],
   },
   {
@@ -160,7 +160,7 @@ export const PROFILES: Profile[] = [
     // other bus 2. The migrating pair comes first (the suites pair the first two that migrate).
     guestDevices: ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2', '0000:02:00.0,driver=virtio_vfio_pci,vfs=1'],
     qemu: 'built',
-    emulatedBy: ['0006-virtio-pci-admin-virtqueue.patch', '0007-virtio-pci-device-parts.patch', '0008-virtio-net-device-parts.patch'],
+    emulatedBy: ['0007-virtio-pci-admin-virtqueue.patch', '0008-virtio-pci-device-parts.patch', '0009-virtio-net-device-parts.patch'],
   },
   {
     name: 'amd-iommu',
@@ -180,7 +180,7 @@ export const PROFILES: Profile[] = [
     arch: 'x86_64',
     description: 'AMD-Vi with host Access/Dirty updates (EFR HASup/HDSup, DTE HAD): dirty tracking, emulated by our QEMU',
     machine: Q35_SPLIT,
-    // x-hd: images/qemu/patches/0002-amd_iommu-host-access-dirty.patch. QEMU refuses it without
+    // x-hd: images/qemu/patches/0003-amd_iommu-host-access-dirty.patch. QEMU refuses it without
     // dma-remap=on (no translation, so no walk to set Accessed and Dirty).
     iommuDevices: [{ type: 'amd-iommu', props: ['intremap=on', 'dma-remap=on', 'x-hd=on'] }],
     cmdline: [],
@@ -189,7 +189,7 @@ export const PROFILES: Profile[] = [
     devices: [EDU],
     qemu: 'built',
     // the fix: Linux's v1 table maps every aligned 2 MiB as one Next Level 0 entry, which QEMU mis-sized
-    emulatedBy: ['0002-amd_iommu-fix-the-page-size-of-default-size-large-pages.patch', '0002-amd_iommu-host-access-dirty.patch'],
+    emulatedBy: ['0002-amd_iommu-fix-the-page-size-of-default-size-large-pages.patch', '0003-amd_iommu-host-access-dirty.patch'],
     suites: ['iommu-dirty', 'dma'],
   },
   {
@@ -220,7 +220,7 @@ export const PROFILES: Profile[] = [
     name: 'smmuv3-dirty',
     arch: 'arm64',
     description: 'arm64 virt with an SMMUv3 that updates the stage 1 Access flag and dirty state (IDR0.HTTU, CD.HA/HD, DBM): dirty tracking, emulated by our QEMU',
-    // x-httu: images/qemu/patches/0003-hw-arm-smmuv3-httu.patch. It refuses stage=nested, which QEMU 10.2
+    // x-httu: images/qemu/patches/0004-hw-arm-smmuv3-httu.patch. It refuses stage=nested, which QEMU 10.2
     // gives the board's iommu=smmuv3: so a user-created SMMUv3 (stage 1 by default, what Linux's dirty
     // tracking uses).
     machine: { type: 'virt', props: ['gic-version=3'] },
@@ -230,7 +230,7 @@ export const PROFILES: Profile[] = [
     vfioPci: true,
     devices: [EDU],
     qemu: 'built',
-    emulatedBy: ['0003-hw-arm-smmuv3-httu.patch'],
+    emulatedBy: ['0004-hw-arm-smmuv3-httu.patch'],
     suites: ['iommu-dirty', 'dma'],
   },
   {

@@ -1,6 +1,6 @@
 /**
  * Our QEMU's PASID DMA test device (1b36:0015, `-device pasid-dma`,
- * images/qemu/patches/0005-hw-misc-pasid-dma-test-device.patch): a copy engine whose transfers carry a
+ * images/qemu/patches/0006-hw-misc-pasid-dma-test-device.patch): a copy engine whose transfers carry a
  * PASID the driver programs, translated by the vIOMMU in that PASID's address space. Found on the
  * target, bound to vfio-pci, and driven through BAR0 with the agent's region ops. Register layout
  * from the patch's docs/specs/pasid-dma.rst.
@@ -14,7 +14,7 @@ export const PDMA = {
   VENDOR: '0x1b36',
   DEVICE: '0x0015',
   /** the QEMU patch that emulates it: results name it, so it is never taken for hardware */
-  PATCH: '0005-hw-misc-pasid-dma-test-device.patch',
+  PATCH: '0006-hw-misc-pasid-dma-test-device.patch',
   BAR0: 0,
   /** VFIO_PCI_CONFIG_REGION_INDEX */
   CONFIG: 7,

@@ -27,8 +27,8 @@ t.test('amd-iommu-dirty and intel-iommu-pasid: the drivers against what the emul
   t.equal(r.exitCode, 0, `gate: nothing but known kernel bugs (${r.stderr.slice(-400)})`);
   t.same(res.run.errors, [], 'no harness errors');
   t.same(res.run.profileEmulation, {
-    'amd-iommu-dirty': ['0002-amd_iommu-fix-the-page-size-of-default-size-large-pages.patch', '0002-amd_iommu-host-access-dirty.patch'],
-    'intel-iommu-pasid': ['0004-pci-intel_iommu-address-space-per-PASID.patch', '0005-hw-misc-pasid-dma-test-device.patch'],
+    'amd-iommu-dirty': ['0002-amd_iommu-fix-the-page-size-of-default-size-large-pages.patch', '0003-amd_iommu-host-access-dirty.patch'],
+    'intel-iommu-pasid': ['0005-pci-intel_iommu-address-space-per-PASID.patch', '0006-hw-misc-pasid-dma-test-device.patch'],
   }, 'each profile names the patches behind its hardware');
 
   const amd = byId(res.results, 'amd-iommu-dirty');

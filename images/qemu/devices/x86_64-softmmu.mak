@@ -9,7 +9,7 @@ CONFIG_VIRTIO_NET=y
 CONFIG_VIRTIO_IOMMU=y
 CONFIG_VIRTIO_9P=y
 CONFIG_EDU=y
-# pasid-dma (patch 0005): a PCIe DMA engine tagging its transfers with a PASID (profile intel-iommu-pasid)
+# pasid-dma (patch 0006): a PCIe DMA engine tagging its transfers with a PASID (profile intel-iommu-pasid)
 CONFIG_PASID_DMA=y
 CONFIG_PCIE_PORT=y
 # The board selects ACPI_CXL, whose cxl.c calls into hw/cxl; the CXL core is "default y if
