@@ -161,6 +161,7 @@ export const PROFILES: Profile[] = [
     guestDevices: ['0000:01:00.0,driver=virtio_vfio_pci,vfs=2', '0000:02:00.0,driver=virtio_vfio_pci,vfs=1'],
     qemu: 'built',
     emulatedBy: ['0007-virtio-pci-admin-virtqueue.patch', '0008-virtio-pci-device-parts.patch', '0009-virtio-net-device-parts.patch'],
+    suites: ['migration', 'qemu-migration'],
   },
   {
     name: 'amd-iommu',
