@@ -32,7 +32,8 @@ export interface Bundle {
 
 export const BUNDLE_FILE = 'bundle.json';
 
-function slug(id: string): string {
+/** A case or device id as one path component. */
+export function slug(id: string): string {
   return id.replace(/->/g, '-to-').replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 

@@ -1,6 +1,7 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { AGENT_PATH, AgentClient, AgentGone, formatExchange, type Exchange } from '../harness/agent/client.js';
-import { writeBundle, type ReproEnv } from './repro.js';
+import { slug, writeBundle, type ReproEnv } from './repro.js';
 import { stopAgent } from './stop-agent.js';
 import type { Target } from '../harness/target/target.js';
 import type { Suite, CaseDef, CaseOutcome } from '../suites/types.js';
@@ -278,6 +279,21 @@ async function runCase(
   const log = [...exchanges.map(formatExchange), ...notes];
   const artifacts: Record<string, string> = {};
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
+  if (timedOut && target.isAlive() && target.hangState) {
+    // Read while the machine still hangs: recovering from the timeout may clear what caused it.
+    const state = await target.hangState();
+    if (state) {
+      const file = join(runDir, 'hang', f.profile, slug(c.device.id), `${slug(c.id)}.txt`);
+      try {
+        mkdirSync(join(file, '..'), { recursive: true });
+        writeFileSync(file, state);
+        artifacts.hangState = relative(runDir, file);
+        log.push(`note: the machine's vCPUs at the timeout (QEMU's monitor) are in ${artifacts.hangState}`);
+      } catch (e) {
+        log.push(`note: could not write the vCPUs' state at the timeout: ${(e as Error).message}`);
+      }
+    }
+  }
   const result: CaseResult = {
     id: c.id, suite, profile: f.profile, device: c.device, status: outcome.status, reason: outcome.reason,
     observed: outcome.observed, measurements: outcome.measurements, expected: outcome.expected, durationMs: Date.now() - started,

@@ -13,6 +13,7 @@ import { ConsoleWatcher } from '../watch/console.js';
 import { writeStepMarker } from './marker.js';
 import { HarnessError } from '../../base/errors.js';
 import { freePort } from './net.js';
+import { readHangState } from '../qemu/hang-state.js';
 import { onShutdown } from '../../base/shutdown.js';
 import type { ClientQemu, Target } from './target.js';
 import type { ConsoleFault } from '../../base/results/schema.js';
@@ -171,6 +172,14 @@ export class QemuGuest implements Target {
   private describeDeath(): string {
     const f = this.watcher.faults().find((x) => x.kind === 'panic') ?? this.watcher.faults()[0];
     return f ? `${this.exited}: ${f.title}` : (this.exited ?? 'unknown');
+  }
+
+  /** The vCPUs' state from QEMU's monitor (harness/qemu/hang-state.ts), while QEMU still runs. */
+  async hangState(): Promise<string | undefined> {
+    if (!this.qmpSocket || this.exited) return undefined;
+    const smp = this.argv.indexOf('-smp');
+    const vcpus = smp >= 0 ? Number.parseInt(this.argv[smp + 1] ?? '', 10) || 1 : 1;
+    return readHangState(this.qmpSocket, this.facts.arch ?? 'x86_64', vcpus).catch((e: Error) => `QEMU's monitor did not answer: ${e.message}\n`);
   }
 
   private session(): SshSession {

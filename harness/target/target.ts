@@ -47,5 +47,10 @@ export interface Target {
   isAlive(): boolean;
   /** why it died, when it did */
   deathReason(): string | undefined;
+  /**
+   * What the machine's emulator can tell about a hang (a case that ran out of time): for a QEMU
+   * guest, its vCPUs' state from the monitor. Absent, or undefined: nothing beyond the console.
+   */
+  hangState?(): Promise<string | undefined>;
   close(): Promise<void>;
 }

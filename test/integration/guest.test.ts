@@ -137,6 +137,11 @@ t.test('QMP: the guest\'s control socket answers our client, with events', async
     await q.waitEvent('RESUME', () => true, 5000);
     t.equal((await g.exec('echo alive', { timeoutMs: 10_000 })).stdout.trim(), 'alive', 'the guest runs again');
     q.close();
+    // what a case timeout records: every vCPU's local APIC, read from the same monitor
+    const state = await g.hangState();
+    t.match(state, /\(qemu\) info cpus\n.*CPU #0/s);
+    t.match(state, /\(qemu\) info lapic 1\n[^(]*ISR/s, 'the second vCPU\'s APIC with its in-service register');
+    t.notMatch(state, /not answered/, 'QEMU answered every command');
   } finally {
     await g.close();
   }

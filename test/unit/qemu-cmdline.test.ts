@@ -1,4 +1,5 @@
 import t from 'tap';
+import { hangStateCommands } from '../../harness/qemu/hang-state.js';
 import { SUITES } from '../../suites/registry.js';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
 import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
@@ -226,4 +227,9 @@ t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with
   t.notMatch(devices[pf2]!, /x-admin-vq/, 'no admin queue on the second PF');
   t.notOk(DEFAULT_PROFILES.includes('virtio-vf'), 'a profile that binds devices in its guest runs when named');
   t.match(resolveProfile(p, qemu.caps), { ok: false, why: /virtio-net-pci has no property (sriov-pf|x-admin-vq)/ }, 'an unpatched QEMU cannot express it');
+});
+
+t.test('the vCPU state read at a case timeout: every x86 local APIC, registers elsewhere', async (t) => {
+  t.same(hangStateCommands('x86_64', 2), ['info status', 'info cpus', 'info lapic 0', 'info lapic 1']);
+  t.same(hangStateCommands('arm64', 4), ['info status', 'info cpus', 'info registers -a']);
 });

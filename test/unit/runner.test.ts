@@ -1,7 +1,7 @@
 import t from 'tap';
 import { EventEmitter } from 'node:events';
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
@@ -169,7 +169,7 @@ async function runFake(suite: Suite<unknown>, make: (n: number) => FakeTarget = 
   await runProfile({ profile: 'fake', start: async (n) => { const tg = make(n); targets.push(tg); return tg; } }, [suite], dir, {
     result: (r) => results.push(r), error: (e) => errors.push(e.message),
   });
-  return { targets, results, errors, by: new Map(results.map((r) => [r.id, r])) };
+  return { targets, results, errors, dir, by: new Map(results.map((r) => [r.id, r])) };
 }
 
 t.test('a case that hangs is stopped: its agent closed and restarted, the suite set up again, then the next case', async (t) => {
@@ -256,6 +256,18 @@ t.test('past the total budget of replacements the cases left are reported not ru
   t.equal(results.length, cases.length, 'a result for every case');
   t.equal(by.get(`fake/ok-${MAX_REPLACEMENTS - 1}`)?.status, 'pass', 'the last case on the last replacement ran');
   t.match(by.get(`fake/ok-${MAX_REPLACEMENTS}`)?.reason, new RegExp(`not run: the machine was replaced ${MAX_REPLACEMENTS} times in this suite`));
+});
+
+t.test('a case that runs out of time gets the machine\'s vCPU state as an artifact, read before the recovery', async (t) => {
+  const { results, targets, by, dir } = await runFake(recordingSuite([hanging('fake/hangs', []), quick('fake/next')]).suite,
+    (n) => Object.assign(new FakeTarget(`fake-${n}`), { hangState: async () => '(qemu) info lapic 1\nISR 236\n' }));
+  t.equal(targets.length, 1);
+  const r = by.get('fake/hangs')!;
+  t.equal(r.artifacts.hangState, 'hang/fake/-/fake_hangs.txt');
+  t.equal(readFileSync(join(dir, r.artifacts.hangState!), 'utf8'), '(qemu) info lapic 1\nISR 236\n');
+  t.match(r.log?.join('\n'), /vCPUs at the timeout \(QEMU's monitor\) are in hang\/fake\/-\/fake_hangs.txt/);
+  t.notOk(by.get('fake/next')?.artifacts.hangState, 'a case that finished gets none');
+  t.equal(results.length, 2);
 });
 
 t.test('the agent-stopping script ends the process running that binary (through a symlink too), and only it', async (t) => {
