@@ -140,7 +140,7 @@ t.test('QMP: the guest\'s control socket answers our client, with events', async
     // what a case timeout records: every vCPU's local APIC, read from the same monitor
     const state = await g.hangState();
     t.match(state, /\(qemu\) info cpus\n.*CPU #0/s);
-    t.match(state, /\(qemu\) info lapic 1\n[^(]*ISR/s, 'the second vCPU\'s APIC with its in-service register');
+    t.match(state, /\(qemu\) info lapic 1\ndumping local APIC state for CPU 1\b[\s\S]*\nISR\t/, 'the second vCPU\'s APIC with its in-service register');
     t.notMatch(state, /not answered/, 'QEMU answered every command');
   } finally {
     await g.close();
