@@ -19,13 +19,14 @@ import { migrationSuite } from '../suites/migration/index.js';
 import type { Suite } from '../suites/types.js';
 import { reportFigure } from './report-figure.js';
 import { jobsFigure, JOBS_CELLS } from './jobs.js';
+import { matrixFigure } from './matrix.js';
 
 /**
  * `npm run bench`: the figures the project promises, measured on this machine and written to
  * bench/results.json. Nothing here asserts; a regression shows up as a number that moved.
  */
 const HELP = `npm run bench -- [--runs N] [--profile P ...] [--cold | --cold-arch ARCH ...] [--skip-suite] [--report-only]
-                       [--jobs-compare [--jobs-only]]
+                       [--jobs-compare [--jobs-only]] [--matrix [--matrix-only]]
   boot-to-first-SSH-command per profile (median of N, default 5; the x86 profiles and smmuv3)
   beside the raw floor (same kernel and initramfs, an init that powers off at once); no-change
   rebuild; agent round trip; the migration suite on one profile; with --cold, x86_64 and arm64
@@ -34,7 +35,8 @@ const HELP = `npm run bench -- [--runs N] [--profile P ...] [--cold | --cold-arc
   generated default-sized run (2,590 results): its size and time to interactive in Chromium
   (--report-only: only that, no guest booted); with --jobs-compare, 'run --jobs 1' against
   'run --jobs 2' on ${JOBS_CELLS.profiles.length} profiles x ${JOBS_CELLS.suites.join('+')} (wall time, and whether every case got the
-  same status; --jobs-only: only that).`;
+  same status; --jobs-only: only that); with --matrix, the whole default run as 'npm run conformance'
+  runs it, its wall time, results per status and per profile (--matrix-only: only that).`;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -61,6 +63,7 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '5' }, profile: { type: 'string', multiple: true }, cold: { type: 'boolean' },
       'cold-arch': { type: 'string', multiple: true }, 'cold-qemu': { type: 'boolean' }, 'skip-suite': { type: 'boolean' },
       'report-only': { type: 'boolean' }, 'jobs-compare': { type: 'boolean' }, 'jobs-only': { type: 'boolean' },
+      matrix: { type: 'boolean' }, 'matrix-only': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
@@ -83,6 +86,15 @@ async function main(): Promise<void> {
     rows.push([`run --jobs ${j.jobs}, the same cells`, `${j.parallelSeconds} s`,
       `${j.ratio}x of serial (target <= 0.6x; load before: ${j.loadBefore.parallel.toFixed(1)}); ${j.differences.length ? `${j.differences.length} statuses differ: ${j.differences.slice(0, 3).join('; ')}` : 'every status the same'}`]);
     if (values['jobs-only']) return finish(out, rows);
+  }
+
+  if (values.matrix || values['matrix-only']) {
+    const m = await matrixFigure();
+    out.matrix = m;
+    const counts = Object.entries(m.statuses).map(([k, v]) => `${v} ${k}`).join(', ');
+    rows.push([`default run (${Object.keys(m.profiles).length} profiles), ${m.results} results`, `${m.seconds} s`,
+      `exit ${m.exitCode}; ${counts}; load before: ${m.loadBefore.toFixed(1)}`]);
+    if (values['matrix-only']) return finish(out, rows);
   }
 
   if (values.cold || values['cold-arch']) {
