@@ -31,6 +31,7 @@
  *         "qemu": "10.2*",           // optional: glob on the version of the QEMU the profile ran on
  *         "device": "mtty-2",        // optional: glob on the result's device.id
  *         "status": "fail",          // optional: "fail" or "error"; default: either
+ *         "failure": "*Assertion*",  // optional: glob on the result's own reason (what it failed with)
  *         "reason": "mtty keeps migration state across close (kernel bug)"   // required
  *       }
  *     ]
@@ -56,6 +57,11 @@ export interface KnownFailure {
   profile?: string;
   device?: string;
   status?: 'fail' | 'error';
+  /**
+   * glob on the failure's own reason: a crash that can end any case (QEMU aborting on an
+   * assertion) is known by what it says, not by the case it hit; a pass never matches
+   */
+  failure?: string;
   reason: string;
 }
 
@@ -102,7 +108,7 @@ import { globMatch } from '../base/glob.js';
 // Expectations file
 // ---------------------------------------------------------------------------------------------
 
-const KNOWN_KEYS = new Set(['id', 'kernel', 'qemu', 'profile', 'device', 'status', 'reason']);
+const KNOWN_KEYS = new Set(['id', 'kernel', 'qemu', 'profile', 'device', 'status', 'failure', 'reason']);
 
 function typeName(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
@@ -137,7 +143,7 @@ export function validateExpectations(obj: unknown, source = 'expectations'): Exp
     const id = str('id', true)!;
     const reason = str('reason', true)!;
     const out: KnownFailure = { id, reason };
-    for (const k of ['kernel', 'qemu', 'profile', 'device'] as const) {
+    for (const k of ['kernel', 'qemu', 'profile', 'device', 'failure'] as const) {
       const v = str(k, false);
       if (v !== undefined) out[k] = v;
     }
@@ -192,6 +198,7 @@ function matchRule(known: KnownFailure[], r: CaseResult, env: { kernel: string; 
       (k.qemu === undefined || globMatch(k.qemu, env.qemu(r.profile))) &&
       (k.profile === undefined || globMatch(k.profile, r.profile)) &&
       (k.device === undefined || globMatch(k.device, r.device.id)) &&
+      (k.failure === undefined || (r.reason !== undefined && globMatch(k.failure, r.reason))) &&
       (wantStatus === undefined || (k.status === undefined ? FAILING.has(wantStatus) : k.status === wantStatus)),
   );
 }

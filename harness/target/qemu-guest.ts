@@ -58,6 +58,17 @@ function hookExit(): void {
   onShutdown(() => { for (const c of live) { try { c.kill('SIGKILL'); } catch { /* already gone */ } } });
 }
 
+/**
+ * The last thing QEMU complained about on stderr, for a death's reason: an assertion or an error
+ * tells a QEMU crash from a guest that died. Warnings and the line QEMU prints when the harness
+ * stops it are not complaints.
+ */
+export function qemuComplaint(stderr: string): string | undefined {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const last = lines.reverse().find((l) => !/: warning: |terminating on signal/.test(l));
+  return last?.replace(/^qemu-system-\w+: /, '');
+}
+
 /** A guest the harness booted: QEMU with the profile's IOMMU, its console watched, reached over SSH. */
 export class QemuGuest implements Target {
   readonly kind = 'qemu' as const;
@@ -77,6 +88,8 @@ export class QemuGuest implements Target {
   readonly timing: { readyMs?: number; sshMs?: number } = {};
   private ssh?: SshSession;
   private exited?: string;
+  /** the end of QEMU's stderr: what it said before it died (an assertion, an error) */
+  private stderrTail = '';
   private readonly watcher = new ConsoleWatcher();
   private consoleTail = '';
 
@@ -124,10 +137,13 @@ export class QemuGuest implements Target {
     const g = new QemuGuest(o, child, port, argv, consoleOut);
     g.qmpSocket = qmpSocket;
     child.stderr?.pipe(qemuErr);
+    child.stderr?.on('data', (b: Buffer) => { g.stderrTail = (g.stderrTail + b.toString('utf8')).slice(-4096); });
     child.stdout?.on('data', (b: Buffer) => g.onConsole(b.toString('utf8')));
     void child.then((r) => {
       live.delete(child);
-      g.exited = r.signal ? `QEMU killed by ${r.signal}` : `QEMU exited with code ${r.exitCode}`;
+      const how = r.signal ? `QEMU killed by ${r.signal}` : `QEMU exited with code ${r.exitCode}`;
+      const said = qemuComplaint(g.stderrTail);
+      g.exited = said ? `${how}: ${said}` : how;
       rmSync(qmpSocket, { force: true });
       g.watcher.flush?.();
       consoleOut.end();

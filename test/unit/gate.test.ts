@@ -119,6 +119,18 @@ t.test('a QEMU failure is keyed by the QEMU the profile ran on, never hiding the
   t.throws(() => expectations([{ id: 'x', qemu: 7 as unknown as string, reason: 'r' }]), /known\[0\]\.qemu: expected a string/);
 });
 
+t.test('a crash that can end any case is known by what it failed with, and never makes a pass unexpected', async (t) => {
+  const abort = 'agent connection lost: channel closed; the machine died or stopped answering during this case (QEMU killed by SIGABRT: '
+    + '../src/system/physmem.c:760: iotlb_to_section: Assertion `section_index < d->map.sections_nb\' failed.); a fresh one is used for what follows';
+  const exp = expectations([{ id: 'migration/*', qemu: '10.2*', status: 'error', failure: '*QEMU killed by SIGABRT: *iotlb_to_section: Assertion*', reason: 'QEMU TCG race' }]);
+  const q = { qemu: { version: '10.2.2', binary: '/q', origin: 'built' as const } };
+  t.equal(gate(run([r('migration/arc/STOP->RUNNING', 'error', { reason: abort })], q), { expectations: exp }).exitCode, 0, 'the abort, on whichever case');
+  t.equal(gate(run([r('migration/arc/STOP->RUNNING', 'error', { reason: 'did not finish within 60 s' })], q), { expectations: exp }).exitCode, 1, 'another error of the same case');
+  const g = gate(run([r('migration/arc/STOP->RUNNING', 'pass')], q), { expectations: exp });
+  t.same(g.unexpectedPasses, [], 'a pass has no failure to match');
+  t.throws(() => expectations([{ id: 'x', failure: '', reason: 'r' }]), /known\[0\]\.failure: expected a non-empty string/);
+});
+
 t.test('unexpected passes are listed, exit code unchanged', async (t) => {
   const exp = expectations([{ id: CLOSE, reason: 'kernel bug' }]);
   const g = gate(run([...clean(), r(CLOSE, 'pass')]), { expectations: exp });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { qemuComplaint } from '../../harness/target/qemu-guest.js';
 import { hangStateCommands } from '../../harness/qemu/hang-state.js';
 import { SUITES } from '../../suites/registry.js';
 import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
@@ -232,4 +233,12 @@ t.test('the virtio VF profile: a root port, the VFs before their PF, the PF with
 t.test('the vCPU state read at a case timeout: every x86 local APIC, registers elsewhere', async (t) => {
   t.same(hangStateCommands('x86_64', 2), ['info status', 'info cpus', 'info lapic 0', 'info lapic 1']);
   t.same(hangStateCommands('arm64', 4), ['info status', 'info cpus', 'info registers -a']);
+});
+
+t.test('what QEMU said before it died goes into the death reason; warnings and our SIGTERM do not', async (t) => {
+  const warn = 'qemu-system-x86_64: warning: nic vfpf has no peer\n';
+  t.equal(qemuComplaint(`${warn}qemu-system-x86_64: ../src/system/physmem.c:760: iotlb_to_section: Assertion \`section_index < d->map.sections_nb' failed.\n`),
+    "../src/system/physmem.c:760: iotlb_to_section: Assertion `section_index < d->map.sections_nb' failed.");
+  t.equal(qemuComplaint(`${warn}qemu-system-x86_64: terminating on signal 15 from pid 8230 (node)\n`), undefined);
+  t.equal(qemuComplaint(''), undefined);
 });

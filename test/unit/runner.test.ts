@@ -5,7 +5,7 @@ import { copyFileSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClientChannel } from 'ssh2';
-import { MAX_REPLACEMENTS, runProfile } from '../../runner/run-cases.js';
+import { MAX_REPLACEMENTS, MAX_REPLACEMENTS_IN_A_ROW, runProfile } from '../../runner/run-cases.js';
 import { stopAgentScript } from '../../runner/stop-agent.js';
 import type { Target } from '../../harness/target/target.js';
 import type { CaseResult, ConsoleFault } from '../../base/results/schema.js';
@@ -230,23 +230,25 @@ t.test('a teardown that fails after a timeout is reported, and a fresh machine t
 });
 
 t.test('an agent that will not die costs a machine; past the limit the cases left are reported not run', async (t) => {
-  const cases = Array.from({ length: 6 }, (_, i) => hanging(`fake/hang-${i}`, []));
+  const n = MAX_REPLACEMENTS_IN_A_ROW + 3;
+  const cases = Array.from({ length: n }, (_, i) => hanging(`fake/hang-${i}`, []));
   const { suite } = recordingSuite(cases);
   const { results, targets, by } = await runFake(suite, (n) => Object.assign(new FakeTarget(`fake-${n}`), { agentStuck: true }));
-  t.equal(targets.length, 4, 'the first machine and 3 replacements');
-  t.same(results.map((r) => r.status), ['error', 'error', 'error', 'error', 'error', 'error']);
+  t.equal(targets.length, MAX_REPLACEMENTS_IN_A_ROW + 1, 'the first machine and the replacements allowed in a row');
+  t.same(results.map((r) => r.status), cases.map(() => 'error'));
   t.match(by.get('fake/hang-1')?.log?.[0], /fake\/hang-0 ran out of time and the agent \(pid 77\) did not exit within 5 s of SIGKILL; note: running on replacement machine #1/);
-  t.match(by.get('fake/hang-4')?.reason, /not run: the machine was replaced 3 times in a row in this suite, no case completing on the replacements/);
-  t.match(by.get('fake/hang-5')?.reason, /not run/);
+  t.match(by.get(`fake/hang-${MAX_REPLACEMENTS_IN_A_ROW + 1}`)?.reason, new RegExp(`not run: the machine was replaced ${MAX_REPLACEMENTS_IN_A_ROW} times in a row in this suite, no case completing on the replacements`));
+  t.match(by.get(`fake/hang-${n - 1}`)?.reason, /not run/);
 });
 
 t.test('a case that completes on a replacement resets the budget: a driver that kills some cases runs them all', async (t) => {
-  // 5 cases each cost a machine, each followed by one that passes on the replacement: 5 > 3 in all, never 2 in a row
-  const cases = Array.from({ length: 5 }, (_, i) => [hanging(`fake/oops-${i}`, []), quick(`fake/ok-${i}`)]).flat();
+  // cases that each cost a machine, each followed by one that passes on the replacement: more than the in-a-row limit in all, never 2 in a row
+  const cases = Array.from({ length: MAX_REPLACEMENTS_IN_A_ROW + 2 }, (_, i) => [hanging(`fake/oops-${i}`, []), quick(`fake/ok-${i}`)]).flat();
   const { results, targets, by } = await runFake(recordingSuite(cases).suite, (n) => Object.assign(new FakeTarget(`fake-${n}`), { agentStuck: true }));
-  t.equal(targets.length, 6, 'the first machine and 5 replacements');
-  t.same(results.filter((r) => r.id.startsWith('fake/ok-')).map((r) => r.status), ['pass', 'pass', 'pass', 'pass', 'pass'], 'every case ran');
-  t.match(by.get('fake/ok-4')?.log?.[0], /running on replacement machine #5/);
+  const k = MAX_REPLACEMENTS_IN_A_ROW + 2;
+  t.equal(targets.length, k + 1, `the first machine and ${k} replacements`);
+  t.same(results.filter((r) => r.id.startsWith('fake/ok-')).map((r) => r.status), Array.from({ length: k }, () => 'pass'), 'every case ran');
+  t.match(by.get(`fake/ok-${k - 1}`)?.log?.[0], new RegExp(`running on replacement machine #${k}`));
 });
 
 t.test('past the total budget of replacements the cases left are reported not run, even with passes between', async (t) => {
