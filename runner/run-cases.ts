@@ -25,13 +25,14 @@ export interface RunnerHooks {
 }
 
 /**
- * Machines a suite may use up after the first (deaths, and agents that would not stop), in a row:
- * a case that ran to its end on a replacement resets the count. A driver that oopses in 10 of 100
- * cases costs 10 machines and every case runs; a kernel on which every case kills the machine is
- * given up after 6 (virtio_vfio_pci's known oops ends three RESUMING arcs in a row, and a QEMU
- * crash can land next to them). MAX_REPLACEMENTS bounds a suite's machines whatever the pattern.
+ * Machines a suite may lose in a row without knowing why (no kernel fault pinned on the case: QEMU
+ * crashed, SSH dropped, an agent would not die), before it gives up: a case that ran to its end
+ * resets the count. A machine lost to a fault the console pinned on its case is progress (that
+ * case has its answer) and is not counted, so a driver whose known oops ends six arcs in a row
+ * (virtio_vfio_pci's RESUMING arcs) still gets every case run. MAX_REPLACEMENTS bounds a suite's
+ * machines whatever the pattern.
  */
-export const MAX_REPLACEMENTS_IN_A_ROW = 6;
+export const MAX_REPLACEMENTS_IN_A_ROW = 3;
 export const MAX_REPLACEMENTS = 16;
 const DEFAULT_TIMEOUT_MS = 60_000;
 const FAULT_GRACE_MS = 1500;
@@ -83,8 +84,10 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
       const key = (c: CaseDef<unknown>): string => `${c.id}\0${c.device.id}`;
       const done = new Set<string>();
       let replacements = 0;
-      /** replacements since a case last ran to its end on a machine that lived through it */
+      /** machines lost with no fault pinned on their case, since a case last ran to its end */
       let inARow = 0;
+      /** the last machine was lost to a fault the console pinned on its case */
+      let lostToFault = false;
       let pendingNote: string | undefined;
       const retried = new Set<string>();
       /** the cases of the last setup that worked: what is left when a later setup fails */
@@ -148,6 +151,7 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
             }
           }
           hooks.result(r);
+          lostToFault = dead && r.faults.length > 0;
           if (dead) { ending = { kind: 'died' }; break; }
           if (timedOut) { ending = { kind: 'timed-out', id: c.id }; break; }
           inARow = 0;
@@ -173,8 +177,8 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
         needFresh = true;
         if (!left.length) break;
         replacements++;
-        if (++inARow > MAX_REPLACEMENTS_IN_A_ROW) {
-          notRun(`the machine was replaced ${inARow - 1} times in a row in this suite, no case completing on the replacements`);
+        if (!lostToFault && ++inARow > MAX_REPLACEMENTS_IN_A_ROW) {
+          notRun(`the machine was lost ${inARow - 1} times in a row in this suite with no fault to say why, no case completing on the replacements`);
           break;
         }
         if (replacements > MAX_REPLACEMENTS) {

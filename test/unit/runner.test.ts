@@ -237,7 +237,7 @@ t.test('an agent that will not die costs a machine; past the limit the cases lef
   t.equal(targets.length, MAX_REPLACEMENTS_IN_A_ROW + 1, 'the first machine and the replacements allowed in a row');
   t.same(results.map((r) => r.status), cases.map(() => 'error'));
   t.match(by.get('fake/hang-1')?.log?.[0], /fake\/hang-0 ran out of time and the agent \(pid 77\) did not exit within 5 s of SIGKILL; note: running on replacement machine #1/);
-  t.match(by.get(`fake/hang-${MAX_REPLACEMENTS_IN_A_ROW + 1}`)?.reason, new RegExp(`not run: the machine was replaced ${MAX_REPLACEMENTS_IN_A_ROW} times in a row in this suite, no case completing on the replacements`));
+  t.match(by.get(`fake/hang-${MAX_REPLACEMENTS_IN_A_ROW + 1}`)?.reason, new RegExp(`not run: the machine was lost ${MAX_REPLACEMENTS_IN_A_ROW} times in a row in this suite with no fault to say why, no case completing on the replacements`));
   t.match(by.get(`fake/hang-${n - 1}`)?.reason, /not run/);
 });
 
@@ -249,6 +249,20 @@ t.test('a case that completes on a replacement resets the budget: a driver that 
   t.equal(targets.length, k + 1, `the first machine and ${k} replacements`);
   t.same(results.filter((r) => r.id.startsWith('fake/ok-')).map((r) => r.status), Array.from({ length: k }, () => 'pass'), 'every case ran');
   t.match(by.get(`fake/ok-${k - 1}`)?.log?.[0], new RegExp(`running on replacement machine #${k}`));
+});
+
+t.test('machines lost to a kernel fault pinned on their case do not count as lost in a row: a cluster of known oopses runs through', async (t) => {
+  const oops = (id: string) => kase(id, (_n, tg) => {
+    tg.faults.push({ kind: 'oops', title: 'BUG: kernel NULL pointer dereference', step: id, lines: [] } as unknown as ConsoleFault);
+    tg.dropConnection();
+  });
+  const n = MAX_REPLACEMENTS_IN_A_ROW + 3;
+  const cases = [...Array.from({ length: n }, (_, i) => oops(`fake/oops-run-${i}`)), quick('fake/after-the-oopses')];
+  const { targets, by, results } = await runFake(recordingSuite(cases).suite);
+  t.equal(targets.length, n + 1, 'a fresh machine after each oops');
+  t.equal(results.length, cases.length);
+  t.equal(by.get('fake/after-the-oopses')?.status, 'pass', 'the case after the cluster ran');
+  t.ok(results.every((r) => !/not run/.test(r.reason ?? '')), 'nothing left unrun');
 });
 
 t.test('past the total budget of replacements the cases left are reported not run, even with passes between', async (t) => {
