@@ -136,7 +136,8 @@ export async function runProfile(f: TargetFactory, suites: Suite<unknown>[], run
           if (dead && target!.isAlive() && r.status === 'error' && !r.faults.length && !timedOut && !retried.has(key(c))) {
             retried.add(key(c));
             done.delete(key(c));
-            pendingNote = `note: run again on a fresh machine: the first attempt lost its SSH connection while the machine was alive and its kernel reported nothing (${r.reason ?? 'no reason'})`;
+            pendingNote = `note: run again on a fresh machine: the first attempt lost its SSH connection while the machine was alive and its kernel reported nothing (${r.reason ?? 'no reason'})` +
+              (r.artifacts.hangState ? `; its vCPUs then: ${r.artifacts.hangState}` : '');
             ending = { kind: 'died' };
             break;
           }
@@ -284,8 +285,10 @@ async function runCase(
   const log = [...exchanges.map(formatExchange), ...notes];
   const artifacts: Record<string, string> = {};
   if (target.consoleLog) artifacts.console = relative(runDir, target.consoleLog) || join('.', target.consoleLog);
-  if (timedOut && target.isAlive() && target.hangState) {
-    // Read while the machine still hangs: recovering from the timeout may clear what caused it.
+  // A case that ran out of time, or whose agent stopped answering on a live machine with no fault to
+  // say why (a request the kernel never completed): read the vCPUs while the machine still hangs,
+  // before any recovery clears what caused it.
+  if ((timedOut || (!agentWasAlive && faults.length === 0)) && target.isAlive() && target.hangState) {
     const state = await target.hangState();
     if (state) {
       const file = join(runDir, 'hang', f.profile, slug(c.device.id), `${slug(c.id)}.txt`);
@@ -293,9 +296,9 @@ async function runCase(
         mkdirSync(join(file, '..'), { recursive: true });
         writeFileSync(file, state);
         artifacts.hangState = relative(runDir, file);
-        log.push(`note: the machine's vCPUs at the timeout (QEMU's monitor) are in ${artifacts.hangState}`);
+        log.push(`note: the machine's vCPUs when the case stopped answering (QEMU's monitor) are in ${artifacts.hangState}`);
       } catch (e) {
-        log.push(`note: could not write the vCPUs' state at the timeout: ${(e as Error).message}`);
+        log.push(`note: could not write the vCPUs' state: ${(e as Error).message}`);
       }
     }
   }

@@ -281,9 +281,19 @@ t.test('a case that runs out of time gets the machine\'s vCPU state as an artifa
   const r = by.get('fake/hangs')!;
   t.equal(r.artifacts.hangState, 'hang/fake/-/fake_hangs.txt');
   t.equal(readFileSync(join(dir, r.artifacts.hangState!), 'utf8'), '(qemu) info lapic 1\nISR 236\n');
-  t.match(r.log?.join('\n'), /vCPUs at the timeout \(QEMU's monitor\) are in hang\/fake\/-\/fake_hangs.txt/);
+  t.match(r.log?.join('\n'), /vCPUs when the case stopped answering \(QEMU's monitor\) are in hang\/fake\/-\/fake_hangs.txt/);
   t.notOk(by.get('fake/next')?.artifacts.hangState, 'a case that finished gets none');
   t.equal(results.length, 2);
+});
+
+t.test('an agent lost on a live machine with no fault pinned: its vCPU state is kept and the retry names it', async (t) => {
+  const cases = [kase('fake/lost-once', (n, tg) => { if (n === 0) tg.dropConnection(); }), quick('fake/then')];
+  const { by, dir } = await runFake(recordingSuite(cases).suite,
+    (n) => Object.assign(new FakeTarget(`fake-${n}`), { hangState: async () => `(qemu) info lapic 1\nISR 236 (machine ${n})\n` }));
+  const r = by.get('fake/lost-once')!;
+  t.equal(r.status, 'pass', 'passed on the retry');
+  t.match(r.log?.[0], /run again on a fresh machine: .*; its vCPUs then: hang\/fake\/-\/fake_lost-once.txt/);
+  t.equal(readFileSync(join(dir, 'hang/fake/-/fake_lost-once.txt'), 'utf8'), '(qemu) info lapic 1\nISR 236 (machine 0)\n', 'read on the machine that hung');
 });
 
 t.test('the agent-stopping script ends the process running that binary (through a symlink too), and only it', async (t) => {
