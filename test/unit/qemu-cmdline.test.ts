@@ -1,4 +1,5 @@
 import t from 'tap';
+import { guestVcpus } from '../../runner/run-guests.js';
 import { qemuComplaint } from '../../harness/target/qemu-guest.js';
 import { hangStateCommands } from '../../harness/qemu/hang-state.js';
 import { SUITES } from '../../suites/registry.js';
@@ -241,4 +242,12 @@ t.test('what QEMU said before it died goes into the death reason; warnings and o
     "../src/system/physmem.c:760: iotlb_to_section: Assertion `section_index < d->map.sections_nb' failed.");
   t.equal(qemuComplaint(`${warn}qemu-system-x86_64: terminating on signal 15 from pid 8230 (node)\n`), undefined);
   t.equal(qemuComplaint(''), undefined);
+});
+
+t.test('a profile can ask for fewer vCPUs under TCG only', async (t) => {
+  t.equal(guestVcpus({ tcgVcpus: 1 }, 'tcg', 2), 1, 'TCG: the profile\'s limit');
+  t.equal(guestVcpus({ tcgVcpus: 1 }, 'tcg', undefined), 1);
+  t.equal(guestVcpus({ tcgVcpus: 1 }, 'kvm', 2), 2, 'KVM: what the suites ask');
+  t.equal(guestVcpus({}, 'tcg', 2), 2, 'no limit');
+  t.equal(getProfile('virtio-vf').tcgVcpus, 1, 'virtio-vf: one vCPU under TCG');
 });
