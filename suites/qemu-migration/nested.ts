@@ -141,7 +141,6 @@ export function nestedArgs(env: ClientEnv, o: NestedOptions): string[] {
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-accel', 'tcg,tb-size=64', '-machine', 'q35', '-m', '128M', '-bios', env.firmware,
     '-serial', 'none', '-monitor', 'none', '-qmp', 'stdio',
-    '-pidfile', `${env.work}/${o.name}.pid`,
     ...(o.backend === 'iommufd' ? ['-object', 'iommufd,id=iommufd0'] : []),
     '-device', `vfio-pci,${props.join(',')}`,
     ...(o.incoming ? ['-incoming', 'defer'] : []),
@@ -158,7 +157,9 @@ export class NestedQemu {
 
   static async start(target: Target, env: ClientEnv, o: NestedOptions, timeoutMs = 20_000): Promise<NestedQemu> {
     const argv = [env.qemu, ...nestedArgs(env, o)];
-    const ch = await target.openChannel(`${env.prefix}${argv.map(shq).join(' ')}`);
+    // The shell writes the pid file and execs QEMU in its place (the same pid): QEMU's own -pidfile
+    // locks the file, and that lock once failed with EAGAIN on a name no other QEMU had used.
+    const ch = await target.openChannel(`echo $$ > ${env.work}/${o.name}.pid && exec ${env.prefix}${argv.map(shq).join(' ')}`);
     let err = '';
     ch.stderr.on('data', (b: Buffer) => { err += b.toString('utf8'); });
     const exited = new Promise<void>((r) => ch.once('close', () => r()));

@@ -229,7 +229,7 @@ t.test('a driver without migration support: QEMU refuses it, the case is expecte
   t.same(outcome.observed, { qemu: '11.1.3', devices: [A.bdf, B.bdf] });
   t.match(c.device.fingerprint, { bdf: A.bdf, destination: B.bdf, unavailable: /does not support migration: VFIO_DEVICE_FEATURE_MIGRATION gave ENOTTY/ });
   t.equal(target.channels.length, 2, 'source and destination QEMUs');
-  t.match(target.channels[0], /^\/opt\/qemu\/bin\/qemu-system-x86_64 .*-device vfio-pci,host=0000:3b:00\.1,id=dev0,/);
+  t.match(target.channels[0], /^echo \$\$ > \/tmp\/vfioc-qm\/src-1\.pid && exec \/opt\/qemu\/bin\/qemu-system-x86_64 .*-device vfio-pci,host=0000:3b:00\.1,id=dev0,/);
   t.match(target.channels[1], /-device vfio-pci,host=0000:3b:00\.2,.* -incoming defer$/);
 });
 
