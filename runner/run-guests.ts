@@ -15,12 +15,6 @@ import { bundleRootfs } from './bundle.js';
 import { defaultJobs, eachLimit } from './pool.js';
 import { bindGuestDevices } from './guest-devices.js';
 
-/** The vCPUs a profile's guest gets: what the suites ask for, or fewer under TCG when the profile says so. */
-export function guestVcpus(profile: { tcgVcpus?: number }, accel: string, asked: number | undefined): number | undefined {
-  if (accel !== 'tcg' || profile.tcgVcpus === undefined) return asked;
-  return asked === undefined ? profile.tcgVcpus : Math.min(asked, profile.tcgVcpus);
-}
-
 /**
  * Build the kernel under test (cached) or take it from a bundle, boot it behind each profile's
  * emulated IOMMU (up to `jobs` profiles at once), and run the suites in it: all of them, a
@@ -82,7 +76,7 @@ export async function runOnGuests(o: RunOptions, ev: RunEvents): Promise<RunOutc
         const guest = await QemuGuest.boot({
           arch, profile, qemu, accel: accel.accel, kernel: p.kernel.image, initrd: p.image.path, hostKey: p.image.hostKey,
           logDir: join(outDir, profile.name, `boot-${attempt}`), bootTimeoutMs: o.bootTimeoutMs,
-          memMiB: machine.memMiB, smp: guestVcpus(profile, accel.accel, machine.smp), qemuArgs: machine.qemuArgs, facts, clientQemu: machine.clientQemu,
+          memMiB: machine.memMiB, smp: machine.smp, qemuArgs: machine.qemuArgs, facts, clientQemu: machine.clientQemu,
         });
         if (profile.guestDevices) {
           try {

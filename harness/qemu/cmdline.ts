@@ -52,7 +52,7 @@ export function qemuArgs(s: MachineSpec): string[] {
     '-machine', r.machine,
     '-accel', s.accel === 'tcg' ? 'tcg,thread=multi,tb-size=512' : 'kvm',
     '-cpu', cpu,
-    '-smp', String(s.smp ?? 2),
+    '-smp', String(guestVcpus(s)),
     '-m', `${s.memMiB ?? 2048}M`,
     '-kernel', s.kernel,
     '-initrd', s.initrd,
@@ -75,4 +75,14 @@ export function qemuArgs(s: MachineSpec): string[] {
 /** Shell-quoted command line, for logs and reproducer bundles. */
 export function shellQuote(argv: string[]): string {
   return argv.map((a) => (/^[A-Za-z0-9_./:=,+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/**
+ * The vCPUs a guest gets: what the run asked for (2 by default), or fewer under TCG when its
+ * profile says so (Profile.tcgVcpus). Every boot of a profile goes through here: run, boot, replay.
+ */
+export function guestVcpus(s: Pick<MachineSpec, 'smp' | 'accel' | 'profile'>): number {
+  const asked = s.smp ?? 2;
+  const limit = s.accel === 'tcg' ? s.profile.tcgVcpus : undefined;
+  return limit === undefined ? asked : Math.min(asked, limit);
 }

@@ -5,7 +5,7 @@ import { execa, type ResultPromise } from 'execa';
 import type { ClientChannel } from 'ssh2';
 import type { Arch } from '../arch.js';
 import type { Profile } from '../qemu/profiles.js';
-import { qemuArgs, shellQuote, type Accel, type MachineSpec } from '../qemu/cmdline.js';
+import { guestVcpus, qemuArgs, shellQuote, type Accel, type MachineSpec } from '../qemu/cmdline.js';
 import { openQemu, type QemuBinary } from '../qemu/binary.js';
 import { connectWithRetry, type ExecOptions, type ExecResult, type SshSession } from '../ssh/client.js';
 import { clientKey } from '../ssh/keys.js';
@@ -88,6 +88,8 @@ export class QemuGuest implements Target {
   readonly timing: { readyMs?: number; sshMs?: number } = {};
   private ssh?: SshSession;
   private exited?: string;
+  /** how many vCPUs QEMU was given */
+  private vcpus = 1;
   /** the end of QEMU's stderr: what it said before it died (an assertion, an error) */
   private stderrTail = '';
   private readonly watcher = new ConsoleWatcher();
@@ -136,6 +138,7 @@ export class QemuGuest implements Target {
     live.add(child);
     const g = new QemuGuest(o, child, port, argv, consoleOut);
     g.qmpSocket = qmpSocket;
+    g.vcpus = guestVcpus(spec);
     child.stderr?.pipe(qemuErr);
     child.stderr?.on('data', (b: Buffer) => { g.stderrTail = (g.stderrTail + b.toString('utf8')).slice(-4096); });
     child.stdout?.on('data', (b: Buffer) => g.onConsole(b.toString('utf8')));
@@ -193,9 +196,7 @@ export class QemuGuest implements Target {
   /** The vCPUs' state from QEMU's monitor (harness/qemu/hang-state.ts), while QEMU still runs. */
   async hangState(): Promise<string | undefined> {
     if (!this.qmpSocket || this.exited) return undefined;
-    const smp = this.argv.indexOf('-smp');
-    const vcpus = smp >= 0 ? Number.parseInt(this.argv[smp + 1] ?? '', 10) || 1 : 1;
-    return readHangState(this.qmpSocket, this.facts.arch ?? 'x86_64', vcpus).catch((e: Error) => `QEMU's monitor did not answer: ${e.message}\n`);
+    return readHangState(this.qmpSocket, this.facts.arch ?? 'x86_64', this.vcpus).catch((e: Error) => `QEMU's monitor did not answer: ${e.message}\n`);
   }
 
   private session(): SshSession {

@@ -1,9 +1,8 @@
 import t from 'tap';
-import { guestVcpus } from '../../runner/run-guests.js';
 import { qemuComplaint } from '../../harness/target/qemu-guest.js';
 import { hangStateCommands } from '../../harness/qemu/hang-state.js';
 import { SUITES } from '../../suites/registry.js';
-import { qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
+import { guestVcpus, qemuArgs, kernelCmdline, shellQuote } from '../../harness/qemu/cmdline.js';
 import { DEFAULT_PROFILES, PROFILES, getProfile, resolveProfile } from '../../harness/qemu/profiles.js';
 import { ARCHES } from '../../harness/arch.js';
 import { HarnessError } from '../../base/errors.js';
@@ -245,9 +244,11 @@ t.test('what QEMU said before it died goes into the death reason; warnings and o
 });
 
 t.test('a profile can ask for fewer vCPUs under TCG only', async (t) => {
-  t.equal(guestVcpus({ tcgVcpus: 1 }, 'tcg', 2), 1, 'TCG: the profile\'s limit');
-  t.equal(guestVcpus({ tcgVcpus: 1 }, 'tcg', undefined), 1);
-  t.equal(guestVcpus({ tcgVcpus: 1 }, 'kvm', 2), 2, 'KVM: what the suites ask');
-  t.equal(guestVcpus({}, 'tcg', 2), 2, 'no limit');
+  const vf = getProfile('virtio-vf');
+  t.equal(guestVcpus({ profile: vf, accel: 'tcg', smp: 2 }), 1, 'TCG: the profile\'s limit');
+  t.equal(guestVcpus({ profile: vf, accel: 'tcg' }), 1);
+  t.equal(guestVcpus({ profile: vf, accel: 'kvm', smp: 2 }), 2, 'KVM: what the suites ask');
+  t.equal(guestVcpus({ profile: getProfile('none'), accel: 'tcg', smp: 3 }), 3, 'no limit');
+  t.equal(guestVcpus({ profile: getProfile('none'), accel: 'tcg' }), 2, 'the default');
   t.equal(getProfile('virtio-vf').tcgVcpus, 1, 'virtio-vf: one vCPU under TCG');
 });
